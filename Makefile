@@ -1,0 +1,59 @@
+# The course's commands. Each creates the virtual environment (.venv) from requirements.txt on first use,
+# and again whenever requirements.txt or pyproject.toml changes.
+#   make book        build the HTML book into _build/html (strict: any warning or failing cell fails)
+#   make test        the whole test suite: labsupport unit tests, nbval on every lab, the strict book
+#                    build, the grading pipeline (about 15-20 minutes on 2 cores)
+#   make test-quick  the unit tests of labsupport only (about a minute)
+#   make lab         JupyterLab on the labs
+#   make release     student versions of every lab into release/ (plus one zip per lab for an LMS)
+#   make grade       autograde SUBMISSIONS=folder into grades/ (grades.csv + feedback HTML)
+#   make bench       run every lab as a student would and print a table of time, memory and quality
+#   make clean       remove build outputs (keeps .venv)
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+STAMP  := $(VENV)/.installed
+SUBMISSIONS ?= submissions
+PYTEST_ARGS ?=
+
+.PHONY: book test test-quick test-notebooks lab release grade bench clean env
+
+env: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+book: $(STAMP)
+	LABSUPPORT_STATIC=1 MPLBACKEND=agg $(BIN)/jupyter-book build . --warningiserror --keep-going
+
+test: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS) tests notebooks --nbval --nbval-current-env \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+test-quick: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -ra -m "not slow" $(PYTEST_ARGS) tests
+
+test-notebooks: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS) notebooks --nbval --nbval-current-env \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+release: $(STAMP)
+	$(PY) -m labsupport.grading release
+
+grade: $(STAMP)
+	$(PY) -m labsupport.grading grade $(SUBMISSIONS)
+
+bench: $(STAMP)
+	$(PY) -m labsupport.bench
+
+clean:
+	rm -rf _build release _grading grades
