@@ -8,6 +8,7 @@ Each check runs the student's function on fresh random inputs, compares it with 
   instead of ``Q K^T``;
 * attention: softmax over the wrong axis, returning only the output (not ``(output, weights)``), weights
   applied to the keys instead of the values;
+* apply_mask: masking with ``0`` (which still gets weight after softmax), inverted polarity, ``None`` not handled;
 * masks: inverted polarity (``True`` where attention is forbidden), a missing diagonal, a non-boolean dtype;
 * masked attention: masking with ``0`` instead of ``-inf``, mask polarity inverted.
 """
@@ -63,6 +64,28 @@ def check_attention_scores(attention_scores) -> None:
     compare("attention_scores for a batch, Q (2, 4, 6), K (2, 7, 6)", call(attention_scores, "attention_scores", qb, kb),
             ref.attention_scores_np(qb, kb))
     passed("attention_scores")
+
+
+def check_apply_mask(apply_mask) -> None:
+    """Check ``apply_mask(scores, mask)``: ``-inf`` where the mask is False, scores unchanged elsewhere."""
+    __tracebackhide__ = True
+    rng = _rng(5)
+    scores = rng.normal(size=(4, 4))
+    mask = ref.causal_mask_np(4)
+    got = call(apply_mask, "apply_mask", scores, mask)
+    if isinstance(got, np.ndarray) and np.issubdtype(got.dtype, np.floating):
+        g = got.astype(float)
+        g[g <= -1e9] = -np.inf  # a very large negative number works as well as -inf
+        got = g
+    want = ref.apply_mask_np(scores, mask)
+    compare("apply_mask(scores, causal mask)", got, want, hints=[
+        (ref.apply_mask_np(scores, ~mask), "The polarity is inverted: keep the scores where the mask is True."),
+        (np.where(mask, scores, 0.0), "Blocked scores were set to 0, but exp(0) = 1 still gives them weight: use -np.inf."),
+        (scores * mask, "Multiplying by the mask sets blocked scores to 0, which still gets weight after softmax: use -np.inf."),
+    ])
+    got = call(apply_mask, "apply_mask", scores, None)
+    compare("apply_mask(scores, None) (no mask: scores unchanged)", got, scores)
+    passed("apply_mask")
 
 
 def check_scaled_dot_product_attention(attention) -> None:
