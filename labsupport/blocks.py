@@ -1,0 +1,311 @@
+"""The transformer block, the reference implementations (the twins of Lab 4).
+
+A block wraps two (encoder) or three (decoder) *sub-layers* in the same pattern: a residual connection around
+the sub-layer, dropout on the sub-layer's output, and a layer norm. Where the norm sits is the one design choice:
+
+* **post-norm** (the 2017 paper, ``norm_first=False``): ``x = norm(x + dropout(sublayer(x)))``;
+* **pre-norm** (GPT-2 and most models since, ``norm_first=True``): ``x = x + dropout(sublayer(norm(x)))``,
+  which leaves an un-normalised "residual stream" from input to output and trains more stably in deep stacks
+  (a stack of pre-norm blocks then needs one final norm, see :class:`Encoder`).
+
+Sub-layers: self-attention (:class:`labsupport.attention.MultiHeadAttention`), cross-attention in the decoder
+(queries from the decoder, keys and values from the encoder output, the ``memory``), and the position-wise
+:class:`FeedForward` network ``linear2(dropout(act(linear1(x))))`` applied to every position alone.
+
+Attribute names follow ``nn.TransformerEncoderLayer`` / ``nn.TransformerDecoderLayer`` where they can, and
+``load_from_torch`` copies a (``batch_first=True``) torch layer's weights in, so the tests can pin these blocks to
+PyTorch's. Masks follow :mod:`labsupport.attention`: boolean, ``True`` = may attend, broadcastable to
+``(B, H, Lq, Lk)`` (torch's masks use the opposite polarity; see :func:`labsupport.attention.to_torch_mask`).
+
+Shapes: ``B`` batch, ``L`` (``Lt`` target, ``Ls`` source) sequence lengths, ``D`` model width, ``H`` heads.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labsupport.attention import MultiHeadAttention, copy_mha_weights
+
+__all__ = ["LayerNorm", "FeedForward", "EncoderBlock", "DecoderBlock", "Encoder", "Decoder"]
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+class LayerNorm(nn.Module):
+    """Layer normalisation over the last dimension: ``(..., D) -> (..., D)``.
+
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias``, with the mean and the *biased* variance (divide by
+    ``D``, not ``D - 1``) of each position's ``D`` features. ``weight`` starts at ones, ``bias`` at zeros; the
+    names match ``nn.LayerNorm`` so ``load_state_dict`` works across.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5):
+        super().__init__()
+        self.d_model, self.eps = d_model, eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.bias = nn.Parameter(torch.zeros(d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+    def extra_repr(self) -> str:
+        return f"{self.d_model}, eps={self.eps}"
+
+
+class FeedForward(nn.Module):
+    """The position-wise feed-forward network: ``(B, L, D) -> (B, L, D)``.
+
+    ``linear2(dropout(activation(linear1(x))))`` with ``linear1: D -> d_ff`` and ``linear2: d_ff -> D``; the
+    same two layers are applied to every position independently (``d_ff = 4 D`` in most models). Parameters:
+    ``2 D d_ff + d_ff + D``. ``activation`` is ``"relu"`` (the paper) or ``"gelu"`` (BERT, GPT, ViT; the exact
+    erf form, as torch's ``"gelu"``).
+    """
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"):
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        self.activation_name = activation
+        self.activation = _ACTIVATIONS[activation]
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(d_ff, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+
+
+def _activation_of(layer: nn.Module) -> str:
+    """Name of a torch transformer layer's activation ("relu" or "gelu")."""
+    act = layer.activation
+    if act is F.relu or isinstance(act, nn.ReLU):
+        return "relu"
+    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
+        return "gelu"
+    raise ValueError(f"unsupported activation in the torch layer: {act!r}")
+
+
+def _check_same_config(ours: nn.Module, layer: nn.Module, kind: str) -> None:
+    if not getattr(layer, "self_attn").batch_first:
+        raise ValueError(f"load_from_torch expects a batch_first=True {kind}")
+    theirs = dict(d_model=layer.self_attn.embed_dim, num_heads=layer.self_attn.num_heads,
+                  d_ff=layer.linear1.out_features, norm_first=layer.norm_first, activation=_activation_of(layer),
+                  layer_norm_eps=layer.norm1.eps)
+    mine = dict(d_model=ours.d_model, num_heads=ours.num_heads, d_ff=ours.d_ff, norm_first=ours.norm_first,
+                activation=ours.ff.activation_name, layer_norm_eps=ours.norm1.eps)
+    diff = {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+    if diff:
+        shown = ", ".join(f"{k}: ours {a!r} vs torch {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"the {kind} is configured differently ({shown})")
+
+
+@torch.no_grad()
+def _copy_linear(dst: nn.Linear, src: nn.Linear) -> None:
+    dst.weight.copy_(src.weight)
+    if src.bias is not None:
+        dst.bias.copy_(src.bias)
+
+
+@torch.no_grad()
+def _copy_norm(dst: nn.Module, src: nn.LayerNorm) -> None:
+    dst.weight.copy_(src.weight)
+    dst.bias.copy_(src.bias)
+
+
+class EncoderBlock(nn.Module):
+    """One encoder block: self-attention and a feed-forward network, each with residual, dropout and norm.
+
+    ``forward(x (B, L, D), mask=None) -> (B, L, D)``. ``mask`` is boolean (``True`` = may attend),
+    broadcastable to ``(B, H, L, L)``: typically a ``(B, 1, 1, L)`` padding mask (or a causal ``(L, L)`` one for
+    a decoder-only model such as GPT). The attention weights of the last call are kept in ``self.attn_weights``
+    ``(B, H, L, L)``.
+
+    post-norm (``norm_first=False``)::
+
+        x = norm1(x + dropout1(self_attn(x)))
+        x = norm2(x + dropout2(ff(x)))
+
+    pre-norm (``norm_first=True``)::
+
+        x = x + dropout1(self_attn(norm1(x)))
+        x = x + dropout2(ff(norm2(x)))
+
+    ``dropout`` is used on the attention weights, inside the feed-forward network and on each sub-layer's output,
+    as in ``nn.TransformerEncoderLayer``.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1, activation: str = "relu",
+                 norm_first: bool = False, layer_norm_eps: float = 1e-5):
+        super().__init__()
+        self.d_model, self.num_heads, self.d_ff, self.norm_first = d_model, num_heads, d_ff, norm_first
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation)
+        self.norm1 = LayerNorm(d_model, layer_norm_eps)
+        self.norm2 = LayerNorm(d_model, layer_norm_eps)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.attn_weights: torch.Tensor | None = None
+
+    def _sa(self, x: torch.Tensor, mask) -> torch.Tensor:
+        out, self.attn_weights = self.self_attn(x, x, x, mask)
+        return self.dropout1(out)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.norm_first:
+            x = x + self._sa(self.norm1(x), mask)
+            x = x + self.dropout2(self.ff(self.norm2(x)))
+        else:
+            x = self.norm1(x + self._sa(x, mask))
+            x = self.norm2(x + self.dropout2(self.ff(x)))
+        return x
+
+    @torch.no_grad()
+    def load_from_torch(self, layer: nn.TransformerEncoderLayer) -> "EncoderBlock":
+        """Copy the weights of a ``batch_first=True`` ``nn.TransformerEncoderLayer`` with the same settings."""
+        _check_same_config(self, layer, "nn.TransformerEncoderLayer")
+        copy_mha_weights(layer.self_attn, self.self_attn)
+        _copy_linear(self.ff.linear1, layer.linear1)
+        _copy_linear(self.ff.linear2, layer.linear2)
+        _copy_norm(self.norm1, layer.norm1)
+        _copy_norm(self.norm2, layer.norm2)
+        return self
+
+
+class DecoderBlock(nn.Module):
+    """One decoder block: masked self-attention, cross-attention to the encoder output, feed-forward.
+
+    ``forward(x (B, Lt, D), memory (B, Ls, D), self_mask=None, memory_mask=None) -> (B, Lt, D)``.
+    ``self_mask`` (broadcastable to ``(B, H, Lt, Lt)``) is usually the causal mask, possibly ``&`` a target
+    padding mask; ``memory_mask`` (broadcastable to ``(B, H, Lt, Ls)``) usually the source padding mask
+    ``(B, 1, 1, Ls)``. The last weights are kept in ``self.self_attn_weights`` ``(B, H, Lt, Lt)`` and
+    ``self.cross_attn_weights`` ``(B, H, Lt, Ls)``.
+
+    post-norm::
+
+        x = norm1(x + dropout1(self_attn(x)))
+        x = norm2(x + dropout2(cross_attn(x, memory)))
+        x = norm3(x + dropout3(ff(x)))
+
+    pre-norm: ``x = x + dropout_i(sublayer_i(norm_i(x)))`` for the three sub-layers (``memory`` is not
+    normalised here: a pre-norm encoder ends with its own final norm).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1, activation: str = "relu",
+                 norm_first: bool = False, layer_norm_eps: float = 1e-5):
+        super().__init__()
+        self.d_model, self.num_heads, self.d_ff, self.norm_first = d_model, num_heads, d_ff, norm_first
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation)
+        self.norm1 = LayerNorm(d_model, layer_norm_eps)
+        self.norm2 = LayerNorm(d_model, layer_norm_eps)
+        self.norm3 = LayerNorm(d_model, layer_norm_eps)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+        self.self_attn_weights: torch.Tensor | None = None
+        self.cross_attn_weights: torch.Tensor | None = None
+
+    def _sa(self, x, mask):
+        out, self.self_attn_weights = self.self_attn(x, x, x, mask)
+        return self.dropout1(out)
+
+    def _ca(self, x, memory, mask):
+        out, self.cross_attn_weights = self.cross_attn(x, memory, memory, mask)
+        return self.dropout2(out)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, self_mask: torch.Tensor | None = None,
+                memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.norm_first:
+            x = x + self._sa(self.norm1(x), self_mask)
+            x = x + self._ca(self.norm2(x), memory, memory_mask)
+            x = x + self.dropout3(self.ff(self.norm3(x)))
+        else:
+            x = self.norm1(x + self._sa(x, self_mask))
+            x = self.norm2(x + self._ca(x, memory, memory_mask))
+            x = self.norm3(x + self.dropout3(self.ff(x)))
+        return x
+
+    @torch.no_grad()
+    def load_from_torch(self, layer: nn.TransformerDecoderLayer) -> "DecoderBlock":
+        """Copy the weights of a ``batch_first=True`` ``nn.TransformerDecoderLayer`` with the same settings."""
+        _check_same_config(self, layer, "nn.TransformerDecoderLayer")
+        copy_mha_weights(layer.self_attn, self.self_attn)
+        copy_mha_weights(layer.multihead_attn, self.cross_attn)
+        _copy_linear(self.ff.linear1, layer.linear1)
+        _copy_linear(self.ff.linear2, layer.linear2)
+        for i in (1, 2, 3):
+            _copy_norm(getattr(self, f"norm{i}"), getattr(layer, f"norm{i}"))
+        return self
+
+
+class Encoder(nn.Module):
+    """A stack of ``num_layers`` :class:`EncoderBlock` s, plus a final :class:`LayerNorm` ``norm``.
+
+    ``final_norm=None`` adds the final norm exactly when ``norm_first`` (pre-norm stacks need it, post-norm
+    blocks already end with one); pass ``True`` to match ``nn.Transformer``, whose encoder always has it.
+    ``forward(x (B, L, D), mask=None) -> (B, L, D)``.
+    """
+
+    def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1,
+                 activation: str = "relu", norm_first: bool = False, layer_norm_eps: float = 1e-5,
+                 final_norm: bool | None = None):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            EncoderBlock(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps) for _ in range(num_layers)
+        )
+        final_norm = norm_first if final_norm is None else final_norm
+        self.norm = LayerNorm(d_model, layer_norm_eps) if final_norm else None
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x if self.norm is None else self.norm(x)
+
+    @torch.no_grad()
+    def load_from_torch(self, encoder: nn.TransformerEncoder) -> "Encoder":
+        """Copy a ``batch_first`` ``nn.TransformerEncoder`` (same depth; its ``norm`` iff ours has one)."""
+        _load_stack(self, encoder)
+        return self
+
+
+class Decoder(nn.Module):
+    """A stack of ``num_layers`` :class:`DecoderBlock` s, plus a final :class:`LayerNorm` (see :class:`Encoder`).
+
+    ``forward(x (B, Lt, D), memory (B, Ls, D), self_mask=None, memory_mask=None) -> (B, Lt, D)``.
+    """
+
+    def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1,
+                 activation: str = "relu", norm_first: bool = False, layer_norm_eps: float = 1e-5,
+                 final_norm: bool | None = None):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            DecoderBlock(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps) for _ in range(num_layers)
+        )
+        final_norm = norm_first if final_norm is None else final_norm
+        self.norm = LayerNorm(d_model, layer_norm_eps) if final_norm else None
+
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        for layer in self.layers:
+            x = layer(x, memory, self_mask, memory_mask)
+        return x if self.norm is None else self.norm(x)
+
+    @torch.no_grad()
+    def load_from_torch(self, decoder: nn.TransformerDecoder) -> "Decoder":
+        """Copy a ``batch_first`` ``nn.TransformerDecoder`` (same depth; its ``norm`` iff ours has one)."""
+        _load_stack(self, decoder)
+        return self
+
+
+def _load_stack(ours: nn.Module, theirs: nn.Module) -> None:
+    if len(ours.layers) != len(theirs.layers):
+        raise ValueError(f"depth mismatch: ours has {len(ours.layers)} layers, torch's {len(theirs.layers)}")
+    if (ours.norm is None) != (theirs.norm is None):
+        raise ValueError("one stack has a final norm and the other does not (see final_norm)")
+    for mine, layer in zip(ours.layers, theirs.layers):
+        mine.load_from_torch(layer)
+    if ours.norm is not None:
+        _copy_norm(ours.norm, theirs.norm)
