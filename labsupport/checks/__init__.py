@@ -120,6 +120,17 @@ def compare(
         raise CheckFailed(f"{what} should be a boolean mask (dtype bool), but its dtype is {g.dtype}.")
     bad = ~np.isfinite(g) if np.issubdtype(g.dtype, np.floating) else np.zeros(g.shape, bool)
     exp_bad = ~np.isfinite(e) if np.issubdtype(e.dtype, np.floating) else np.zeros(e.shape, bool)
+    if g.dtype == np.bool_ or e.dtype == np.bool_:
+        if not np.array_equal(g, e):
+            _explain_with_hints(what, got, hints)
+            raise CheckFailed(f"{what} differs from the expected mask in {int((g != e).sum())} of {g.size} places.")
+        return
+    same_inf = np.array_equal(bad, exp_bad) and np.array_equal(g[exp_bad], e[exp_bad])
+    diff = np.abs(np.where(exp_bad | bad, 0, g.astype(np.float64)) - np.where(exp_bad | bad, 0, e.astype(np.float64)))
+    tol = atol + rtol * np.abs(np.where(exp_bad, 0, e))
+    if same_inf and not (diff > tol).any():
+        return
+    _explain_with_hints(what, got, hints)
     if (bad & ~exp_bad).any():
         n = int((bad & ~exp_bad).sum())
         raise CheckFailed(
@@ -127,21 +138,15 @@ def compare(
             f"(first at index {tuple(int(i) for i in np.argwhere(bad & ~exp_bad)[0])}). "
             "Typical causes: exp() of a large number overflowing, or a division by zero."
         )
-    if g.dtype == np.bool_ or e.dtype == np.bool_:
-        if not np.array_equal(g, e):
-            _explain_with_hints(what, got, hints)
-            raise CheckFailed(f"{what} differs from the expected mask in {int((g != e).sum())} of {g.size} places.")
-        return
-    diff = np.abs(np.where(exp_bad, 0, g.astype(np.float64)) - np.where(exp_bad, 0, e.astype(np.float64)))
-    tol = atol + rtol * np.abs(np.where(exp_bad, 0, e))
-    if (diff > tol).any() or not np.array_equal(bad, exp_bad):
-        _explain_with_hints(what, got, hints)
-        i = np.unravel_index(int(np.argmax(diff - tol)), diff.shape)
-        raise CheckFailed(
-            f"{what} has the right shape {g.shape} but wrong values: the largest difference is "
-            f"{float(diff.max()):.3g} (tolerance {atol:g}) at index {tuple(int(j) for j in i)}, where "
-            f"{float(e[i]):.6g} was expected and {float(g[i]):.6g} came out."
-        )
+    if (exp_bad & ~bad).any():
+        i = tuple(int(j) for j in np.argwhere(exp_bad & ~bad)[0])
+        raise CheckFailed(f"{what}: at index {i} {float(e[i])} was expected and {float(g[i]):.6g} came out.")
+    i = np.unravel_index(int(np.argmax(diff - tol)), diff.shape)
+    raise CheckFailed(
+        f"{what} has the right shape {g.shape} but wrong values: the largest difference is "
+        f"{float(diff.max()):.3g} (tolerance {atol:g}) at index {tuple(int(j) for j in i)}, where "
+        f"{float(e[i]):.6g} was expected and {float(g[i]):.6g} came out."
+    )
 
 
 def _explain_with_hints(what, got, hints) -> None:
