@@ -1,0 +1,9 @@
+"""Tokenizers and the course's offline datasets (nothing is downloaded: data is generated or ships with Python).
+
+* :mod:`labsupport.data.tokenizers`  :class:`CharTokenizer`, :class:`WordTokenizer` (specials pad/bos/eos/unk/mask)
+* :mod:`labsupport.data.numbers`     English to French number phrases made with num2words (Lab 5)
+* :mod:`labsupport.data.pydoc_text`  Python's own documentation text, ``pydoc_data.topics`` (Labs 6-7)
+"""
+from labsupport.data.tokenizers import SPECIALS, CharTokenizer, Tokenizer, WordTokenizer
+
+__all__ = ["SPECIALS", "Tokenizer", "CharTokenizer", "WordTokenizer"]
