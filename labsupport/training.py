@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "SMOKE_ENV", "smoke_mode", "smoke_steps", "warmup_inverse_sqrt", "make_warmup_scheduler", "LabelSmoothingLoss",
-    "History", "train", "greedy_decode", "sample", "top_k_filter",
+    "History", "train", "greedy_decode", "sample", "top_k_filter", "report_result",
 ]
 
 #: Environment variable of the grading pipeline: when set to 1, :func:`train` runs only a handful of steps.
@@ -310,3 +310,23 @@ def sample(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature
         idx = torch.cat([idx, nxt], dim=1)
     model.train(was_training)
     return idx
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The result line that `make bench` (labsupport.bench) reads from each training lab
+# ----------------------------------------------------------------------------------------------------------------
+def report_result(metric: str, value: float, bar: float, higher_is_better: bool = True, digits: int = 1,
+                  unit: str = "") -> bool:
+    """Print the lab's quality line, ``RESULT: metric=value bar>=bar`` (or ``bar<=``), and return whether the
+    bar is reached. ``make bench`` scans the executed notebook for lines starting with ``RESULT:``.
+
+    Values are rounded to ``digits`` decimals so the printed line is stable under nbval. Example::
+
+        ok = report_result("exact_match", 100 * acc, 99.0, unit="%")   # RESULT: exact_match=99.7% bar>=99.0%
+        assert ok, "the model did not reach the bar"
+    """
+    metric = metric.replace(" ", "_")
+    op = ">=" if higher_is_better else "<="
+    ok = value >= bar if higher_is_better else value <= bar
+    print(f"RESULT: {metric}={value:.{digits}f}{unit} bar{op}{bar:.{digits}f}{unit}")
+    return bool(ok)
