@@ -27,7 +27,8 @@ from torch import nn
 
 from labsupport.attention import MultiHeadAttention, copy_mha_weights
 
-__all__ = ["LayerNorm", "FeedForward", "EncoderBlock", "DecoderBlock", "Encoder", "Decoder"]
+__all__ = ["LayerNorm", "FeedForward", "EncoderBlock", "DecoderBlock", "Encoder", "Decoder",
+           "copy_encoder_layer_weights", "copy_decoder_layer_weights"]
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
@@ -115,6 +116,33 @@ def _copy_norm(dst: nn.Module, src: nn.LayerNorm) -> None:
     dst.bias.copy_(src.bias)
 
 
+@torch.no_grad()
+def copy_encoder_layer_weights(src: nn.TransformerEncoderLayer, dst: nn.Module) -> None:
+    """Copy a torch encoder layer's weights into any module laid out like :class:`EncoderBlock`.
+
+    ``dst`` needs ``self_attn`` (with ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``), ``ff.linear1``,
+    ``ff.linear2``, ``norm1`` and ``norm2`` (ours, or a student's block in Lab 4). Nothing is checked beyond
+    the tensor shapes; :meth:`EncoderBlock.load_from_torch` also checks the settings.
+    """
+    copy_mha_weights(src.self_attn, dst.self_attn)
+    _copy_linear(dst.ff.linear1, src.linear1)
+    _copy_linear(dst.ff.linear2, src.linear2)
+    _copy_norm(dst.norm1, src.norm1)
+    _copy_norm(dst.norm2, src.norm2)
+
+
+@torch.no_grad()
+def copy_decoder_layer_weights(src: nn.TransformerDecoderLayer, dst: nn.Module) -> None:
+    """Copy a torch decoder layer's weights into any module laid out like :class:`DecoderBlock`
+    (``self_attn``, ``cross_attn``, ``ff.linear1``, ``ff.linear2``, ``norm1..3``)."""
+    copy_mha_weights(src.self_attn, dst.self_attn)
+    copy_mha_weights(src.multihead_attn, dst.cross_attn)
+    _copy_linear(dst.ff.linear1, src.linear1)
+    _copy_linear(dst.ff.linear2, src.linear2)
+    for i in (1, 2, 3):
+        _copy_norm(getattr(dst, f"norm{i}"), getattr(src, f"norm{i}"))
+
+
 class EncoderBlock(nn.Module):
     """One encoder block: self-attention and a feed-forward network, each with residual, dropout and norm.
 
@@ -166,11 +194,7 @@ class EncoderBlock(nn.Module):
     def load_from_torch(self, layer: nn.TransformerEncoderLayer) -> "EncoderBlock":
         """Copy the weights of a ``batch_first=True`` ``nn.TransformerEncoderLayer`` with the same settings."""
         _check_same_config(self, layer, "nn.TransformerEncoderLayer")
-        copy_mha_weights(layer.self_attn, self.self_attn)
-        _copy_linear(self.ff.linear1, layer.linear1)
-        _copy_linear(self.ff.linear2, layer.linear2)
-        _copy_norm(self.norm1, layer.norm1)
-        _copy_norm(self.norm2, layer.norm2)
+        copy_encoder_layer_weights(layer, self)
         return self
 
 
@@ -233,12 +257,7 @@ class DecoderBlock(nn.Module):
     def load_from_torch(self, layer: nn.TransformerDecoderLayer) -> "DecoderBlock":
         """Copy the weights of a ``batch_first=True`` ``nn.TransformerDecoderLayer`` with the same settings."""
         _check_same_config(self, layer, "nn.TransformerDecoderLayer")
-        copy_mha_weights(layer.self_attn, self.self_attn)
-        copy_mha_weights(layer.multihead_attn, self.cross_attn)
-        _copy_linear(self.ff.linear1, layer.linear1)
-        _copy_linear(self.ff.linear2, layer.linear2)
-        for i in (1, 2, 3):
-            _copy_norm(getattr(self, f"norm{i}"), getattr(layer, f"norm{i}"))
+        copy_decoder_layer_weights(layer, self)
         return self
 
 
