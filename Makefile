@@ -30,7 +30,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
-	LABSUPPORT_STATIC=1 MPLBACKEND=agg $(BIN)/jupyter-book build . --warningiserror --keep-going
+	LABSUPPORT_STATIC=1 $(BIN)/jupyter-book build . --warningiserror --keep-going
 
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS) tests notebooks --nbval --nbval-current-env \
