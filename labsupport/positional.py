@@ -27,6 +27,8 @@ __all__ = [
     "LearnedPositionalEncoding2D",
     "sinusoidal_encoding_2d",
     "offset_rotation",
+    "cosine_similarity_table",
+    "similarity_grid",
 ]
 
 
@@ -176,3 +178,41 @@ def sinusoidal_encoding_2d(grid_h: int, grid_w: int, d_model: int, base: float =
     cols = sinusoidal_encoding(grid_w, half, base, torch.float64)  # (grid_w, D/2)
     pe = torch.cat([rows[:, None, :].expand(grid_h, grid_w, half), cols[None, :, :].expand(grid_h, grid_w, half)], dim=-1)
     return pe.reshape(grid_h * grid_w, d_model).to(dtype)
+
+
+def cosine_similarity_table(table: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of every pair of position vectors: ``(N, D) -> (N, N)``."""
+    t = torch.nn.functional.normalize(table.detach().float(), dim=-1)
+    return t @ t.T
+
+
+def similarity_grid(table: torch.Tensor, grid_h: int, grid_w: int, title: str | None = None, size: float = 0.9,
+                    vmin: float | None = -1.0):
+    """Draw the similarity structure of 2-D patch positions, as in the ViT paper's figure of position embeddings.
+
+    ``table`` is ``(grid_h * grid_w, D)`` (row-major patches). The figure is a ``grid_h x grid_w`` grid of small
+    heat maps: the one at row ``r``, column ``c`` shows the cosine similarity of patch ``(r, c)``'s position vector
+    with every patch's, laid out on the image grid. The colour scale runs from ``vmin`` to 1 (``vmin=None``: from
+    the smallest similarity in the table, to show structure when all vectors are alike). Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    sim = cosine_similarity_table(table).cpu().numpy().reshape(grid_h, grid_w, grid_h, grid_w)
+    vmin = float(sim.min()) if vmin is None else vmin
+    fig, axes = plt.subplots(grid_h, grid_w, figsize=(size * grid_w + 1.2, size * grid_h + 0.5), squeeze=False)
+    for r in range(grid_h):
+        for c in range(grid_w):
+            ax = axes[r, c]
+            im = ax.imshow(sim[r, c], vmin=vmin, vmax=1, cmap="viridis")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(str(r + 1), rotation=0, labelpad=8, va="center")
+            if r == grid_h - 1:
+                ax.set_xlabel(str(c + 1))
+    fig.supxlabel("patch column")
+    fig.supylabel("patch row")
+    fig.colorbar(im, ax=axes, fraction=0.03, pad=0.02, label="cosine similarity")
+    if title:
+        fig.suptitle(title)
+    return fig

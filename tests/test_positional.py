@@ -129,3 +129,14 @@ def test_modules_follow_device_and_dtype():
     m = P.SinusoidalPositionalEncoding(8, 20)
     x = torch.randn(1, 5, 8, dtype=torch.float64)
     assert m(x).dtype == torch.float64
+
+
+def test_similarity_table_and_grid():
+    import matplotlib
+    matplotlib.use("agg")
+    table = P.sinusoidal_encoding_2d(3, 4, 16)
+    sim = P.cosine_similarity_table(table)
+    assert sim.shape == (12, 12)
+    torch.testing.assert_close(sim.diagonal(), torch.ones(12))
+    fig = P.similarity_grid(table, 3, 4, title="t")
+    assert len(fig.axes) == 12 + 1  # the small maps and the colour bar
