@@ -6,7 +6,8 @@
 #   make test-quick  the unit tests of labsupport only (about a minute)
 #   make lab         JupyterLab on the labs
 #   make release     student versions of every lab into release/ (plus one zip per lab for an LMS)
-#   make grade       autograde SUBMISSIONS=folder into grades/ (grades.csv + feedback HTML)
+#   make grade       autograde SUBMISSIONS=folder (or .zip) into grades/ (grades.csv + feedback HTML);
+#                    options in GRADE_ARGS, e.g. GRADE_ARGS="--jobs 4 --lab lab01_attention_numpy"
 #   make bench       run every lab as a student would and print a table of time, memory and quality
 #   make clean       remove build outputs (keeps .venv)
 
@@ -16,6 +17,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 SUBMISSIONS ?= submissions
+GRADE_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: book test test-quick test-notebooks lab release grade bench clean env
@@ -50,7 +52,7 @@ release: $(STAMP)
 	$(PY) -m labsupport.grading release
 
 grade: $(STAMP)
-	$(PY) -m labsupport.grading grade $(SUBMISSIONS)
+	$(PY) -m labsupport.grading grade $(SUBMISSIONS) $(GRADE_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m labsupport.bench
