@@ -171,6 +171,12 @@ def attention_flops(seq_len: int, d_model: int, n_layers: int = 1, batch: int = 
     return batch * n_layers * (quadratic + linear)
 
 
+def compute_optimal_tokens(n_params: float, tokens_per_param: float = 20.0) -> float:
+    """Training tokens for a compute-optimal model of ``n_params`` parameters: about 20 per parameter
+    (Hoffmann et al., 2022, "Chinchilla"; the exact ratio depends on the fit, 20 is the usual rule of thumb)."""
+    return tokens_per_param * n_params
+
+
 def flops_to_pf_days(flops: float) -> float:
     """Convert FLOPs to petaflop/s-days (1e15 FLOP/s for 24 hours = 8.64e19 FLOPs), GPT-3's unit."""
     return flops / (1e15 * 86400)
@@ -212,6 +218,18 @@ def training_memory_bytes(n_params: float, bytes_per_param: int = 16) -> float:
     """Memory for weights, gradients and Adam's two moments in mixed precision: about 16 bytes per parameter
     (2 weights + 2 gradients + 4 master weights + 4 + 4 moments), activations not included."""
     return n_params * bytes_per_param
+
+
+def decode_seconds_per_token(n_params: float, bandwidth_bytes_per_s: float, bytes_per_param: int = 2,
+                             kv_bytes: float = 0.0, batch: int = 1) -> float:
+    """Lower bound on the time of one decoding step when generation is limited by memory bandwidth.
+
+    Producing the next token of every sequence in a batch needs one pass over all the weights
+    (``n_params x bytes_per_param``) and over each sequence's KV cache (``kv_bytes`` per sequence). With small
+    batches these reads, not the arithmetic, set the pace: ``time >= bytes read / bandwidth``. Ignores
+    compute, communication between devices and kernel overheads, so real systems are slower.
+    """
+    return (n_params * bytes_per_param + batch * kv_bytes) / bandwidth_bytes_per_s
 
 
 # ---------------------------------------------------------------------------------------------------------

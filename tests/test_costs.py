@@ -155,6 +155,15 @@ def test_kv_cache_known_sizes():
     assert costs.kv_cache_bytes(1, 7, 6, 8, batch=5, bytes_per_element=4) == 2 * k.numel() * k.element_size()
 
 
+def test_decode_bound_and_chinchilla():
+    # Llama 2 7B in fp16 on 3.35 TB/s: 13.5 GB / 3.35e12 B/s = 4.0 ms per token
+    assert costs.decode_seconds_per_token(6.74e9, 3.35e12) == pytest.approx(13.48e9 / 3.35e12)
+    # the KV cache adds its bytes once per sequence of the batch
+    assert costs.decode_seconds_per_token(1e9, 1e12, bytes_per_param=2, kv_bytes=1e9, batch=4) == pytest.approx(6e-3)
+    # Chinchilla (Hoffmann et al. 2022): 70B parameters, 1.4T tokens
+    assert costs.compute_optimal_tokens(70e9) == pytest.approx(1.4e12)
+
+
 def test_training_memory():
     assert costs.training_memory_bytes(1e9) == 16e9
     assert costs.weights_bytes(7e9) == 14e9
