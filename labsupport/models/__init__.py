@@ -2,8 +2,8 @@
 
 * :class:`Seq2SeqTransformer`  the encoder-decoder of "Attention Is All You Need" (Lab 5, translation)
 * :class:`GPT`                 a decoder-only language model with a KV cache (Lab 6)
-* ``BERT``                     an encoder with masked-language-model and classifier heads (Lab 7)
-* ``ViT``                      a Vision Transformer (Lab 8)
+* :class:`BERT`                an encoder with masked-language-model and classifier heads (Lab 7)
+* :class:`ViT`                 a Vision Transformer (Lab 8)
 
 Every class builds its full-size configuration from the same code (``Seq2SeqTransformer.paper_base()``,
 ``GPT.gpt2_small()``, ...), cheaply on PyTorch's ``meta`` device::
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from labsupport.models.bert import BERT
 from labsupport.models.gpt import GPT, GPTBlock, KVCache
 from labsupport.models.seq2seq import Seq2SeqTransformer
+from labsupport.models.vit import ViT
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -24,4 +26,4 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["count_parameters", "Seq2SeqTransformer", "GPT", "GPTBlock", "KVCache"]
+__all__ = ["count_parameters", "Seq2SeqTransformer", "GPT", "GPTBlock", "KVCache", "BERT", "ViT"]
