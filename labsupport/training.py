@@ -26,7 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
-    "SMOKE_ENV", "smoke_mode", "smoke_steps", "warmup_inverse_sqrt", "make_warmup_scheduler", "LabelSmoothingLoss",
+    "SMOKE_ENV", "smoke_mode", "smoke_steps", "warmup_inverse_sqrt", "make_warmup_scheduler", "warmup_cosine",
+    "make_warmup_cosine_scheduler", "LabelSmoothingLoss",
     "History", "train", "greedy_decode", "sample", "top_k_filter", "report_result",
 ]
 
@@ -69,6 +70,20 @@ def make_warmup_scheduler(optimizer: torch.optim.Optimizer, d_model: int, warmup
     """
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda t: factor * warmup_inverse_sqrt(t + 1, d_model, warmup))
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_factor: float = 0.1) -> float:
+    """A factor in ``[min_factor, 1]``: linear warm-up over ``warmup`` steps, then a cosine decay to ``min_factor``
+    at ``total`` steps (and constant after). The schedule of GPT-2/3 and most models since."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_warmup_cosine_scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int, min_factor: float = 0.1):
+    """A ``LambdaLR`` multiplying the optimizer's ``lr`` by :func:`warmup_cosine` (``lr`` is then the peak rate)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: warmup_cosine(t, warmup, total, min_factor))
 
 
 class LabelSmoothingLoss(nn.Module):

@@ -149,3 +149,15 @@ def test_smoke_mode_caps_steps(monkeypatch):
     monkeypatch.setenv("LABSUPPORT_SMOKE", "0")
     assert smoke_steps(1000) == 1000
     assert not training.smoke_mode()
+
+
+def test_warmup_cosine():
+    from labsupport.training import make_warmup_cosine_scheduler, warmup_cosine
+    f = [warmup_cosine(t, 10, 110, 0.1) for t in range(130)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
+    assert f[60] == pytest.approx(0.55) and f[110] == pytest.approx(0.1) and f[129] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=0.01)
+    sched = make_warmup_cosine_scheduler(opt, 10, 110)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.001)
