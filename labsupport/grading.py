@@ -37,8 +37,9 @@ What ``grade`` does to each submission
 3. Repairs a copy (:func:`repair`): locked test cells are restored from the source (an edited or deleted
    one is reported), nbgrader metadata is restored from the source, duplicated cells are ignored.
 4. Autogrades the copy with ``nbgrader autograde`` in a child process: the hidden tests are put back from
-   the gradebook, each cell has a time limit (interrupted, then the rest runs), the kernel's HOME and TMPDIR
-   point into ``_grading/scratch``, training labs get ``LABSUPPORT_SMOKE=1``.
+   the gradebook, each cell has a time limit (interrupted, then the rest runs; after a timeout the later
+   cells get at most 60 s each), the kernel's HOME and TMPDIR point into ``_grading/scratch`` and it sees
+   only a few environment variables, training labs get ``LABSUPPORT_SMOKE=1``.
 5. Writes the CSV (sorted, no timestamps: the same folder gives the same CSV) and the feedback.
 
 Isolation is limited: student code runs as the user who runs ``grade``. See the instructor guide for
@@ -64,12 +65,13 @@ from pathlib import Path, PurePosixPath
 
 import nbformat
 from nbgrader import utils as nbutils
-from nbgrader.preprocessors import ClearOutput, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearOutput, Execute, NbGraderPreprocessor
+from traitlets import Integer
 
 from labsupport.nbgrader_config import CELL_TIMEOUT, COURSE_ID
 
 __all__ = [
-    "ClearGradedOutput", "HideHiddenTests", "Workspace", "Submission", "Result",
+    "ClearGradedOutput", "HideHiddenTests", "GradingExecute", "Workspace", "Submission", "Result",
     "find_labs", "release", "find_submissions", "repair", "grade", "report", "main",
 ]
 
@@ -79,7 +81,7 @@ RELEASE = "release"
 OUT = "grades"
 #: Seconds a whole submission may take before its grading process is killed (a safety net behind the
 #: per-cell timeout, for a kernel that does not answer an interrupt).
-SUBMISSION_TIMEOUT = 1800
+SUBMISSION_TIMEOUT = 3600
 LAB_PATTERN = "lab*.ipynb"
 SKIP_NAMES = {"__MACOSX", ".ipynb_checkpoints", "__pycache__"}
 
@@ -98,6 +100,31 @@ class ClearGradedOutput(ClearOutput):
         if nbutils.is_solution(cell) or nbutils.is_grade(cell):
             return super().preprocess_cell(cell, resources, index)
         return cell, resources
+
+
+class GradingExecute(Execute):
+    """nbgrader's ``Execute``, except that once a cell has run out of time, the cells after it get at most
+    ``after_timeout`` seconds each.
+
+    A student function with an infinite loop is usually called again by later cells (its test, the next
+    exercises, the demonstrations); without this, each of those calls would cost the full time limit.
+    """
+
+    after_timeout = Integer(60, help="Time limit (s) of the cells after one that timed out").tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._timed_out = False
+        return super().preprocess(nb, resources, km=km)
+
+    def _get_timeout(self, cell):
+        timeout = super()._get_timeout(cell)
+        if getattr(self, "_timed_out", False) and self.after_timeout and (timeout is None or timeout > self.after_timeout):
+            return self.after_timeout
+        return timeout
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        self._timed_out = True
+        return await super()._async_handle_timeout(timeout, cell)
 
 
 class HideHiddenTests(NbGraderPreprocessor):
@@ -463,7 +490,7 @@ def find_submissions(root: str | Path, labs: list[str], scratch: str | Path,
                 found.sort(key=lambda f: (-f[1], f[0], f[2]))
                 _, _, shown, real = found[0]
                 sub.path, sub.shown = real, shown
-                if not _is_just_lab(PurePosixPath(shown).stem, lab):
+                if lab.lower() not in PurePosixPath(shown).stem.lower():
                     sub.notes.append(f"graded '{PurePosixPath(shown).name}' (expected {lab}.ipynb)")
                 if len(found) > 1:
                     sub.notes.append(f"{len(found)} notebooks for this lab; graded the newest, '{shown}'")
@@ -705,7 +732,7 @@ def autograde_one(ws: Workspace, student: str, lab: str, timeout: int, smoke: bo
 
 def _run_notes(nb: nbformat.NotebookNode, timeout: int) -> list[str]:
     """What went wrong in an autograded notebook that the scores alone do not say."""
-    notes = []
+    notes, stopped = [], []
     first_exercise = next((i for i, c in enumerate(nb.cells) if nbutils.is_solution(c)), len(nb.cells))
     code_no = 0
     for i, cell in enumerate(nb.cells):
@@ -719,9 +746,11 @@ def _run_notes(nb: nbformat.NotebookNode, timeout: int) -> list[str]:
         gid = _grade_id(cell)
         where = f"cell '{gid}'" if gid else f"code cell {code_no}"
         if "CellTimeoutError" in names or ("KeyboardInterrupt" in names):
-            notes.append(f"{where} ran longer than {timeout} s and was interrupted")
+            stopped.append(where)
         elif i < first_exercise:
             notes.append(f"{where} (set-up, before the first exercise) raised {errors[0].get('ename')}")
+    if stopped:
+        notes.insert(0, f"time limit ({timeout} s per cell): interrupted {', '.join(stopped)}")
     return notes
 
 

@@ -16,6 +16,9 @@ COURSE_ID = "transformer-networks"
 #: training cells on a CPU; an infinite loop costs this much and no more.
 CELL_TIMEOUT = 300
 
+#: Seconds each cell may run once a cell of the same notebook has run out of time.
+AFTER_TIMEOUT = 60
+
 #: What replaces a solution region in the student version.
 CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 TEXT_STUB = "YOUR ANSWER HERE"
@@ -23,13 +26,14 @@ TEXT_STUB = "YOUR ANSWER HERE"
 
 def configure(c, timeout: int | None = None):
     """Fill the traitlets config ``c`` (``get_config()`` in a config file) with the course's settings."""
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import (
-        CheckCellMetadata, ClearHiddenTests, ClearMarkScheme, ClearSolutions, ComputeChecksums, GetGrades,
-        IncludeHeaderFooter, InstantiateTests, LockCells, SaveCells,
+        AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearMarkScheme, ClearSolutions,
+        ComputeChecksums, GetGrades, IgnorePattern, IncludeHeaderFooter, InstantiateTests, LimitOutput,
+        LockCells, SaveAutoGrades, SaveCells,
     )
 
-    from labsupport.grading import ClearGradedOutput, HideHiddenTests
+    from labsupport.grading import ClearGradedOutput, GradingExecute, HideHiddenTests
 
     c.CourseDirectory.course_id = COURSE_ID
 
@@ -48,6 +52,14 @@ def configure(c, timeout: int | None = None):
     c.Execute.timeout = int(timeout or CELL_TIMEOUT)  # per cell
     c.Execute.interrupt_on_timeout = True             # interrupt the cell, then run the rest of the notebook
     c.Execute.raise_on_iopub_timeout = False
+    # nbgrader's pipeline with one change: once a cell has timed out (an infinite loop in a student's
+    # function), the cells after it get at most AFTER_TIMEOUT seconds each, so that every later call of
+    # that function does not cost the full limit again.
+    c.GradingExecute.after_timeout = AFTER_TIMEOUT
+    c.Autograde.autograde_preprocessors = [
+        GradingExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+        AssignLatePenalties, CheckCellMetadata,
+    ]
     # A deleted test cell is put back from the gradebook (labsupport.grading already does this before
     # nbgrader sees the notebook; this covers `nbgrader autograde` run by hand).
     c.OverwriteCells.add_missing_cells = True

@@ -146,6 +146,10 @@ def test_find_submissions_in_every_accepted_layout(tmp_path):
     assert got[("ben", "lab02_multihead_attention")] == "ben/lab02_multihead_attention.ipynb"
     assert got[("Cleo_Park", "lab01_attention_numpy")].startswith("Cleo Park_4431")
     assert got[("dan", "lab01_attention_numpy")] == "dan_LATE_123_456_lab01_attention_numpy.ipynb"
+    by = {(s.student, s.lab): s for s in subs}
+    assert by["dan", "lab01_attention_numpy"].notes == []                  # an LMS name is not "renamed"
+    assert by["eve", "lab01_attention_numpy"].notes == ["graded 'eve_77_lab01.ipynb' (expected "
+                                                        "lab01_attention_numpy.ipynb)"]
     assert got[("eve", "lab01_attention_numpy")] == "eve_77_lab01.ipynb"
     assert got[("fay", "lab01_attention_numpy")] == "fay_1_2_lab01_attention_numpy/lab01_attention_numpy.ipynb"
     # both labs were seen, so everyone is expected to have both: the ones not found are missing
@@ -494,7 +498,7 @@ def test_grades_csv_of_the_made_up_submissions(graded):
     }
     assert rows["alice"]["notes"] == "" and rows["bob"]["notes"] == ""
     assert "ModuleNotFoundError" in rows["dave"]["notes"]
-    assert "cell 'test_square' ran longer than 20 s and was interrupted" in rows["erin"]["notes"]
+    assert "time limit (20 s per cell): interrupted cell 'test_square', code cell 6" in rows["erin"]["notes"]
     assert "locked cell 'test_add' was edited; the original was used" in rows["frank"]["notes"]
     assert "locked cell 'test_square' was deleted; put back from the source" in rows["frank"]["notes"]
     assert "metadata of 'test_mean' was changed" in rows["frank"]["notes"]
