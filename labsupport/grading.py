@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import hashlib
 import html
 import json
 import os
