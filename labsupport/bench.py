@@ -13,6 +13,10 @@ largest total resident set size (RSS) of all processes started by this command (
 spawns), polled every 50 ms. The quality metric is read from the lines starting with ``RESULT:`` that a training
 lab prints (:func:`labsupport.training.report_result`), e.g. ``RESULT: exact_match=99.9% bar>=99.0%``.
 
+The environment variable ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` here (set it to override): OpenMP worker
+threads then sleep while waiting instead of spinning, which costs nothing on an idle machine and avoids a 5-30x
+slow-down of small PyTorch workloads when other processes share the CPU cores.
+
 **Micro-benchmarks**, as time ratios (labsupport / PyTorch; 1.0 = as fast, 2.0 = twice as slow):
 
 * attention: :func:`labsupport.attention.scaled_dot_product_attention` against
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -252,6 +257,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the measurements to this JSON file")
     args = ap.parse_args(argv)
 
+    # The kernels inherit this: OpenMP threads then sleep instead of spinning while they wait, which changes nothing
+    # on an idle machine but keeps a shared (loaded) machine from slowing PyTorch down 5-30x. Set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from labsupport.device import describe, get_device
