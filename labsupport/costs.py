@@ -302,7 +302,7 @@ class ModelConfig:
 MODELS: dict[str, ModelConfig] = {
     "transformer-base": ModelConfig(
         "Transformer base", 65e6, 6, 512, 8, 512, train_tokens=2.5e9,
-        tokens_note="100k steps x ~25k target tokens per batch (each paired with ~25k source tokens)",
+        tokens_note="100k steps x ~25k target tokens per batch (+ as many source tokens)",
         notes="Vaswani et al. 2017: 6+6 layers, d_ff 2048, 37k shared BPE vocabulary; Table 3 gives 65M"),
     "bert-base": ModelConfig(
         "BERT-base", 110e6, 12, 768, 12, 512, train_tokens=42.6e9,
