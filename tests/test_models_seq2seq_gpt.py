@@ -7,6 +7,15 @@ from labsupport.models import GPT, KVCache, Seq2SeqTransformer, count_parameters
 from labsupport.training import greedy_decode, sample, top_k_filter
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is as fast, and a loaded machine does not slow the tests down many times."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def small_seq2seq(**kw):
     torch.manual_seed(0)
     cfg = dict(d_model=32, num_heads=4, num_encoder_layers=2, num_decoder_layers=2, d_ff=64, dropout=0.0, max_len=64)
