@@ -6,18 +6,7 @@ import torch
 from labsupport import attention as ref
 from labsupport.checks import CheckFailed, call, compare
 from labsupport.checks import lab01 as L
-
-
-def fails_with(check, fn, *fragments):
-    with pytest.raises(CheckFailed) as info:
-        check(fn)
-    for fragment in fragments:
-        assert fragment in str(info.value), f"expected {fragment!r} in:\n{info.value}"
-    return str(info.value)
-
-
-def not_implemented(*args, **kwargs):
-    raise NotImplementedError()
+from checkhelpers import fails_with, not_implemented
 
 
 def test_reference_passes_every_check(capsys):

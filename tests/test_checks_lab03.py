@@ -8,18 +8,7 @@ from torch import nn
 from labsupport import positional as ref
 from labsupport.checks import CheckFailed
 from labsupport.checks import lab03 as L
-
-
-def fails_with(check, fn, *fragments):
-    with pytest.raises(CheckFailed) as info:
-        check(fn)
-    for fragment in fragments:
-        assert fragment in str(info.value), f"expected {fragment!r} in:\n{info.value}"
-    return str(info.value)
-
-
-def not_implemented(*args, **kwargs):
-    raise NotImplementedError()
+from checkhelpers import fails_with, not_implemented
 
 
 # student-style solutions, with a switch for one typical mistake

@@ -8,18 +8,7 @@ from labsupport import blocks as ref
 from labsupport.attention import MultiHeadAttention
 from labsupport.checks import CheckFailed
 from labsupport.checks import lab04 as L
-
-
-def fails_with(check, fn, *fragments):
-    with pytest.raises(CheckFailed) as info:
-        check(fn)
-    for fragment in fragments:
-        assert fragment in str(info.value), f"expected {fragment!r} in:\n{info.value}"
-    return str(info.value)
-
-
-def not_implemented(*args, **kwargs):
-    raise NotImplementedError()
+from checkhelpers import fails_with, not_implemented
 
 
 class LN(nn.Module):

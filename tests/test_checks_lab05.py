@@ -7,6 +7,7 @@ from labsupport.attention import causal_mask
 from labsupport.checks import CheckFailed
 from labsupport.checks import lab05 as C
 from labsupport.training import greedy_decode, warmup_inverse_sqrt
+from checkhelpers import not_implemented
 
 
 def fails(check, fn, *needles):
@@ -15,10 +16,6 @@ def fails(check, fn, *needles):
     for n in needles:
         assert n in err.value.message, err.value.message
     return err.value.message
-
-
-def not_implemented(*a, **k):
-    raise NotImplementedError()
 
 
 # shift_target --------------------------------------------------------------------------------------------

@@ -14,12 +14,13 @@ Typical use inside a check::
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
-__all__ = ["CheckFailed", "call", "compare", "expect", "passed", "describe_value", "to_numpy"]
+__all__ = ["CheckFailed", "call", "compare", "expect", "passed", "describe_value", "to_numpy", "one_thread"]
 
 
 class CheckFailed(AssertionError):
@@ -161,3 +162,18 @@ def _explain_with_hints(what, got, hints) -> None:
 def passed(name: str, detail: str = "") -> None:
     """Print the success line of a check."""
     print(f"✓ {name}: all checks passed" + (f" ({detail})" if detail else ""))
+
+
+def one_thread(check):
+    """Decorator: run a check on one CPU thread. Its inputs are tiny, and on a shared machine (a JupyterHub, a
+    grading server) PyTorch's waiting OpenMP threads would otherwise slow it down many times."""
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        __tracebackhide__ = True
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return check(*args, **kwargs)
+        finally:
+            torch.set_num_threads(n)
+    return wrapper

@@ -20,33 +20,19 @@ Each check runs the student's function on fresh inputs, compares it with the ref
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
 from labsupport.attention import causal_mask
-from labsupport.checks import CheckFailed, call, compare, describe_value, expect, passed
+from labsupport.checks import CheckFailed, call, compare, describe_value, expect, one_thread, passed
 from labsupport.training import greedy_decode as ref_greedy_decode
 from labsupport.training import warmup_inverse_sqrt
 
 __all__ = ["check_shift_target", "check_make_src_mask", "check_make_tgt_mask", "check_noam_lr",
            "check_label_smoothed_loss", "check_greedy_decode", "example_target", "tiny_model"]
 
-def _one_thread(check):
-    """Run a check on one CPU thread: its inputs are tiny, and on a shared machine (a JupyterHub, a grading
-    server) PyTorch's waiting OpenMP threads would otherwise slow it down many times."""
-    @functools.wraps(check)
-    def wrapper(*args, **kwargs):
-        __tracebackhide__ = True
-        n = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return check(*args, **kwargs)
-        finally:
-            torch.set_num_threads(n)
-    return wrapper
 
 
 PAD, BOS, EOS = 0, 1, 2
@@ -72,7 +58,7 @@ def _pair(got, name: str):
 
 
 # ------------------------------------------------------------------------------------------------------------
-@_one_thread
+@one_thread
 def check_shift_target(shift_target) -> None:
     """Check ``shift_target(tgt) -> (decoder_input, labels)`` = ``(tgt[:, :-1], tgt[:, 1:])``."""
     __tracebackhide__ = True
@@ -102,7 +88,7 @@ def check_shift_target(shift_target) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------
-@_one_thread
+@one_thread
 def check_make_src_mask(make_src_mask) -> None:
     """Check ``make_src_mask(src, pad_id) -> (B, 1, 1, Ls)`` boolean, ``True`` at real tokens."""
     __tracebackhide__ = True
@@ -137,7 +123,7 @@ def _broadcast(got: torch.Tensor, shape) -> torch.Tensor | None:
         return None
 
 
-@_one_thread
+@one_thread
 def check_make_tgt_mask(make_tgt_mask) -> None:
     """Check ``make_tgt_mask(tgt, pad_id) -> (B, 1, Lt, Lt)``: causal AND target padding (on the keys)."""
     __tracebackhide__ = True
@@ -178,7 +164,7 @@ def check_make_tgt_mask(make_tgt_mask) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------
-@_one_thread
+@one_thread
 def check_noam_lr(noam_lr) -> None:
     """Check ``noam_lr(step, d_model, warmup)`` = ``d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)``."""
     __tracebackhide__ = True
@@ -248,7 +234,7 @@ def _ls_candidates(logits, target, eps, pad):
     ]
 
 
-@_one_thread
+@one_thread
 def check_label_smoothed_loss(label_smoothed_loss) -> None:
     """Check ``label_smoothed_loss(logits (B, L, V), target (B, L), smoothing, pad_id)`` against
     ``F.cross_entropy(..., ignore_index=pad_id, label_smoothing=smoothing)``."""
@@ -316,7 +302,7 @@ def _variants(model, src, max_len, bos, eos):
     return out
 
 
-@_one_thread
+@one_thread
 def check_greedy_decode(greedy_decode, seed: int = 0) -> None:
     """Check ``greedy_decode(model, src, max_len, bos_id, eos_id) -> (B, <= 1 + max_len)`` ids."""
     __tracebackhide__ = True

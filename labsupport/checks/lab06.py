@@ -15,30 +15,16 @@ Each check runs the student's function on fresh inputs, compares it with the ref
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 
 from labsupport.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
-from labsupport.checks import CheckFailed, call, compare, describe_value, expect, passed
+from labsupport.checks import CheckFailed, call, compare, describe_value, expect, one_thread, passed
 
 __all__ = ["check_bigram_loss", "check_gpt_block_forward", "check_sample_next", "check_attend_with_cache",
            "reference_bigram_loss", "reference_sample_next", "reference_attend_with_cache", "tiny_block"]
 
-def _one_thread(check):
-    """Run a check on one CPU thread: its inputs are tiny, and on a shared machine (a JupyterHub, a grading
-    server) PyTorch's waiting OpenMP threads would otherwise slow it down many times."""
-    @functools.wraps(check)
-    def wrapper(*args, **kwargs):
-        __tracebackhide__ = True
-        n = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return check(*args, **kwargs)
-        finally:
-            torch.set_num_threads(n)
-    return wrapper
 
 
 
@@ -72,7 +58,7 @@ def _bigram_data(seed=0, V=7):
     return ids[:300], ids[300:], V
 
 
-@_one_thread
+@one_thread
 def check_bigram_loss(bigram_loss) -> None:
     """Check ``bigram_loss(train_ids, val_ids, vocab_size)`` (add-one smoothing, nats per character)."""
     __tracebackhide__ = True
@@ -134,7 +120,7 @@ def _block_variant(block, x, mask="causal", norm_first=True, residual=True, norm
     return n2(x + block.ff(x))
 
 
-@_one_thread
+@one_thread
 def check_gpt_block_forward(gpt_block_forward) -> None:
     """Check ``gpt_block_forward(block, x)``: pre-norm block with causal self-attention."""
     __tracebackhide__ = True
@@ -186,7 +172,7 @@ def _probs(logits_row, temperature=1.0, k=None):
     return torch.softmax(top_k_filter(logits_row[None] / temperature, k), -1)[0]
 
 
-@_one_thread
+@one_thread
 def check_sample_next(sample_next) -> None:
     """Check ``sample_next(logits (B, V), temperature=1.0, top_k=None, generator=None) -> ids (B,)``
     by the frequencies of many draws."""
@@ -276,7 +262,7 @@ def _call_cached(fn, attn, x, k, v, what):
         raise CheckFailed(f"With {what}, attend_with_cache raised {type(err).__name__}: {err}{hint}") from None
 
 
-@_one_thread
+@one_thread
 def check_attend_with_cache(attend_with_cache) -> None:
     """Check ``attend_with_cache(attn, x, past_k, past_v) -> (output, keys, values)``: prefill, one-token steps
     and a multi-token chunk all agree with attention over the whole sequence."""
