@@ -106,7 +106,8 @@ class Seq2SeqTransformer(nn.Module):
     def paper_base(cls, vocab_size: int = 37000, **overrides) -> "Seq2SeqTransformer":
         """The "base" model of Vaswani et al. (2017): a shared 37,000-token byte-pair vocabulary (English-German),
         ``d_model=512``, 8 heads, 6 + 6 layers, ``d_ff=2048``, dropout 0.1, post-norm, all three embedding
-        matrices shared. That is 63.1 million parameters by this count; the paper's Table 3 rounds it to 65M.
+        matrices shared. That is 63.1 million parameters by this count (output bias included); the paper's
+        Table 3 lists 65M.
         """
         cfg = dict(d_model=512, num_heads=8, num_encoder_layers=6, num_decoder_layers=6, d_ff=2048, dropout=0.1,
                    max_len=5000, norm_first=False, share_embeddings=True, tie_output=True)
