@@ -2,18 +2,12 @@
 import pytest
 import torch
 
+from checkhelpers import fails_with, not_implemented
 from labsupport.checks import CheckFailed
 from labsupport.checks import lab08 as C
 from labsupport.models import vit as ref
 
 
-def fails_with(check, fn, *fragments):
-    with pytest.raises(CheckFailed) as err:
-        check(fn)
-    msg = str(err.value)
-    for f in fragments:
-        assert f in msg, f"expected {f!r} in the message:\n{msg}"
-    return msg
 
 
 # ------------------------------------------------------------------------------------------------ patchify
@@ -57,10 +51,10 @@ def test_patchify_mistakes(fn, fragment):
     fails_with(C.check_patchify, fn, fragment)
 
 
-def test_patchify_not_implemented():
-    def todo(x, p):
-        raise NotImplementedError()
-    fails_with(C.check_patchify, todo, "not implemented yet")
+def test_not_implemented():
+    for check in (C.check_patchify, C.check_unpatchify, C.check_add_cls_and_positions, C.check_vit_forward,
+                  C.check_cls_attention_map):
+        fails_with(check, not_implemented, "not implemented yet")
 
 
 # ------------------------------------------------------------------------------------------------ unpatchify

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labsupport.checks import CheckFailed, call, compare, describe_value, expect, passed
+from labsupport.checks import CheckFailed, call, compare, describe_value, expect, one_thread, passed
 from labsupport.models import bert as ref
 
 SPECIAL_IDS = (0, 1, 2, 3, 4)  # <pad>, <bos> (= [CLS]), <eos> (= [SEP]), <unk>, <mask>
@@ -31,6 +31,7 @@ PAD, CLS, SEP, UNK, MASK = SPECIAL_IDS
 # ----------------------------------------------------------------------------------------------------------------
 # Exercise: the embeddings
 # ----------------------------------------------------------------------------------------------------------------
+@one_thread
 def check_embeddings(embeddings_cls) -> None:
     """Check a ``BertEmbeddings(vocab_size, max_len, d_model, num_segments=2, dropout=0.1)`` class whose
     ``forward(tokens, segments=None)`` returns ``norm(token[t] + segment[s] + position[0..L-1])`` (then dropout)."""
@@ -89,6 +90,7 @@ def _mlm_batch(B: int = 400, L: int = 40, V: int = 60, seed: int = 0) -> torch.T
     return tokens
 
 
+@one_thread
 def check_mask_tokens(mask_tokens) -> None:
     """Check ``mask_tokens(tokens, mask_id, vocab_size, special_ids, mask_prob=0.15, generator=None)``."""
     __tracebackhide__ = True
@@ -165,6 +167,7 @@ def check_mask_tokens(mask_tokens) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # Exercise: the masked-LM loss
 # ----------------------------------------------------------------------------------------------------------------
+@one_thread
 def check_mlm_loss(mlm_loss) -> None:
     """Check ``mlm_loss(logits (B, L, V), labels (B, L)) -> (loss, accuracy)`` over the picked positions only."""
     __tracebackhide__ = True
@@ -221,6 +224,7 @@ def check_mlm_loss(mlm_loss) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # Exercise: the [CLS] classifier head
 # ----------------------------------------------------------------------------------------------------------------
+@one_thread
 def check_classifier_head(head_cls) -> None:
     """Check ``ClassifierHead(d_model, num_classes, dropout)`` whose ``forward(hidden (B, L, D))`` returns
     ``classifier(dropout(tanh(pooler(hidden[:, 0]))))`` of shape ``(B, num_classes)``."""
@@ -269,6 +273,7 @@ def _uses_dropout(head: nn.Module, hidden: torch.Tensor) -> bool:
 # ----------------------------------------------------------------------------------------------------------------
 # The result of the lab
 # ----------------------------------------------------------------------------------------------------------------
+@one_thread
 def check_pretraining_helps(pretrained_acc: float, scratch_acc: float, margin: float = 0.10) -> None:
     """The lab's claim: with the same labelled examples and fine-tuning budget, the pretrained encoder is better on
     held-out data than the same encoder trained from scratch, by at least ``margin`` (absolute accuracy)."""

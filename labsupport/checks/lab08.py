@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from labsupport.checks import CheckFailed, call, compare, describe_value, expect, passed
+from labsupport.checks import CheckFailed, call, compare, describe_value, expect, one_thread, passed
 from labsupport.models import vit as ref
 
 
@@ -43,6 +43,7 @@ def _patchify_mistakes(x: torch.Tensor, p: int) -> list[tuple[torch.Tensor, str]
     ]
 
 
+@one_thread
 def check_patchify(patchify) -> None:
     """Check ``patchify(images (B, C, H, W), patch_size) -> (B, N, C * p * p)``, row-major, patches as (C, p, p)."""
     __tracebackhide__ = True
@@ -77,6 +78,7 @@ def _unpatchify_mistakes(patches: torch.Tensor, p: int, H: int, W: int, C: int) 
     ]
 
 
+@one_thread
 def check_unpatchify(unpatchify) -> None:
     """Check ``unpatchify(patches (B, N, C * p * p), patch_size, image_size, channels) -> (B, C, H, W)``."""
     __tracebackhide__ = True
@@ -96,6 +98,7 @@ def check_unpatchify(unpatchify) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # Exercise: the [CLS] token and the positions
 # ----------------------------------------------------------------------------------------------------------------
+@one_thread
 def check_add_cls_and_positions(add_cls_and_positions) -> None:
     """Check ``add_cls_and_positions(x (B, N, D), cls_token (1, 1, D), positions (1 + N, D)) -> (B, 1 + N, D)``:
     ``cat([cls, x], dim=1) + positions``."""
@@ -138,6 +141,7 @@ def _small_vit(seed: int = 0) -> ref.ViT:
     return model
 
 
+@one_thread
 def check_vit_forward(vit_forward) -> None:
     """Check ``vit_forward(model, images) -> logits (B, num_classes)`` against ``model(images)``."""
     __tracebackhide__ = True
@@ -167,6 +171,7 @@ def check_vit_forward(vit_forward) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # Exercise: where the [CLS] token looks
 # ----------------------------------------------------------------------------------------------------------------
+@one_thread
 def check_cls_attention_map(cls_attention_map) -> None:
     """Check ``cls_attention_map(weights (B, H, 1 + N, 1 + N), grid) -> (B, grid_h, grid_w)``."""
     __tracebackhide__ = True
@@ -197,6 +202,7 @@ def check_cls_attention_map(cls_attention_map) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # The result of the lab
 # ----------------------------------------------------------------------------------------------------------------
+@one_thread
 def check_test_accuracy(acc: float, bar: float = 0.97) -> None:
     """The lab's bar: at least ``bar`` accuracy on the held-out digits."""
     __tracebackhide__ = True
