@@ -102,8 +102,8 @@ class TopicTask:
         return next_batch
 
     def __repr__(self) -> str:
-        return (f"TopicTask({len(self.classes)} classes, window={self.window} words, vocabulary {self.vocab_size:,}; "
-                f"pretraining windows {tuple(self.pretrain.shape)}, labelled {tuple(self.train_x.shape)}, "
+        return (f"TopicTask({len(self.classes)} classes, window={self.window} words, vocabulary {self.vocab_size:,},\n"
+                f"          pretraining windows {tuple(self.pretrain.shape)}, labelled {tuple(self.train_x.shape)}, "
                 f"test {tuple(self.test_x.shape)})")
 
 
