@@ -178,7 +178,8 @@ class EncoderBlock(nn.Module):
         self.attn_weights: torch.Tensor | None = None
 
     def _sa(self, x: torch.Tensor, mask) -> torch.Tensor:
-        out, self.attn_weights = self.self_attn(x, x, x, mask)
+        out, weights = self.self_attn(x, x, x, mask)
+        self.attn_weights = weights.detach()  # for plots; detached so it holds no graph and the model stays copyable
         return self.dropout1(out)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -234,11 +235,13 @@ class DecoderBlock(nn.Module):
         self.cross_attn_weights: torch.Tensor | None = None
 
     def _sa(self, x, mask):
-        out, self.self_attn_weights = self.self_attn(x, x, x, mask)
+        out, weights = self.self_attn(x, x, x, mask)
+        self.self_attn_weights = weights.detach()
         return self.dropout1(out)
 
     def _ca(self, x, memory, mask):
-        out, self.cross_attn_weights = self.cross_attn(x, memory, memory, mask)
+        out, weights = self.cross_attn(x, memory, memory, mask)
+        self.cross_attn_weights = weights.detach()
         return self.dropout2(out)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, self_mask: torch.Tensor | None = None,

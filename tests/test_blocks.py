@@ -185,3 +185,20 @@ def test_stack_final_norm_default():
     assert Encoder(2, 8, 2, 16, norm_first=True).norm is not None
     assert Encoder(2, 8, 2, 16, norm_first=False).norm is None
     assert Decoder(2, 8, 2, 16, norm_first=True).norm is not None
+
+
+def test_kept_attention_weights_are_detached_and_model_copyable():
+    """The weights kept for plotting hold no autograd graph: a model can be deep-copied right after a
+    training forward pass (e.g. to keep the best checkpoint), and the weights still sum to one."""
+    import copy
+
+    torch.manual_seed(0)
+    enc, dec = EncoderBlock(16, 4, 32, dropout=0.0), DecoderBlock(16, 4, 32, dropout=0.0)
+    x, mem = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    loss = enc(x).sum() + dec(x, mem).sum()
+    for w in (enc.attn_weights, dec.self_attn_weights, dec.cross_attn_weights):
+        assert not w.requires_grad and w.grad_fn is None
+        torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
+    copy.deepcopy(enc), copy.deepcopy(dec)
+    loss.backward()  # the graph itself is intact
+    assert enc.self_attn.q_proj.weight.grad is not None

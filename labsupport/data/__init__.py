@@ -3,6 +3,8 @@
 * :mod:`labsupport.data.tokenizers`  :class:`CharTokenizer`, :class:`WordTokenizer` (specials pad/bos/eos/unk/mask)
 * :mod:`labsupport.data.numbers`     English to French number phrases made with num2words (Lab 5)
 * :mod:`labsupport.data.pydoc_text`  Python's own documentation text, ``pydoc_data.topics`` (Labs 6-7)
+* :mod:`labsupport.data.pydoc_tasks` Lab 7's masked-LM windows and its labelled topic task from the same text
+* :mod:`labsupport.data.digits`      scikit-learn's 8x8 handwritten digits, split and scaled (Lab 8)
 """
 from labsupport.data.tokenizers import SPECIALS, CharTokenizer, Tokenizer, WordTokenizer
 

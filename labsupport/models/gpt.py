@@ -84,7 +84,8 @@ class GPTBlock(EncoderBlock):
                          layer_norm_eps=layer_norm_eps)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        out, self.attn_weights = cached_self_attention(self.self_attn, self.norm1(x), cache, layer)
+        out, weights = cached_self_attention(self.self_attn, self.norm1(x), cache, layer)
+        self.attn_weights = weights.detach()
         x = x + self.dropout1(out)
         return x + self.dropout2(self.ff(self.norm2(x)))
 
