@@ -337,7 +337,7 @@ def check_multi_head_attention(MultiHeadAttention) -> None:
         x2 = _randn(3, 6, 16, seed=28)
         what = "the output for d_model=16, num_heads=4, x of shape (3, 6, 16)"
         compare(what, _run(mod2, what, x2)[0], refm2(x2)[0], atol=1e-5, hints=_hints(refm2, x2, x2, x2))
-    passed("MultiHeadAttention", f"equal to the reference, {4 * D * D + 4 * D} parameters for d_model={D}")
+    passed("MultiHeadAttention", f"same as the reference, {4 * D * D + 4 * D} parameters")
 
 
 # ---------------------------------------------------------------------------------------------------------
