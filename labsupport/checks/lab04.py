@@ -345,7 +345,7 @@ def check_encoder_block(EncoderBlock) -> None:
     with torch.no_grad():
         expect(not torch.allclose(blk(x), blk(x)), "With dropout=0.5 in training mode the block gives the same output "
                                                    "twice: pass self.dropout1 / self.dropout2 to sublayer.")
-    passed("EncoderBlock", "equal to nn.TransformerEncoderLayer, post-norm and pre-norm")
+    passed("EncoderBlock", "equals PyTorch's layer, post- and pre-norm")
 
 
 def _decoder_variant(blk, x, mem, self_mask, mem_mask, *, norm_first, residual=True, cross_kv="memory",
@@ -422,4 +422,4 @@ def check_decoder_block(DecoderBlock) -> None:
             got = _call_ctx(blk, "DecoderBlock.forward", x, mem, context=ctx)
             compare(f"DecoderBlock(norm_first={norm_first}) without masks", got, layer(x, mem), atol=1e-4,
                     hints=_decoder_hints(refblk, x, mem, None, None, norm_first))
-    passed("DecoderBlock", "equal to nn.TransformerDecoderLayer, post-norm and pre-norm")
+    passed("DecoderBlock", "equals PyTorch's layer, post- and pre-norm")
