@@ -88,7 +88,7 @@ def check_bigram_loss(bigram_loss) -> None:
         if math.isfinite(cand) and abs(got - cand) < 1e-6 and abs(cand - want) > 1e-6:
             raise CheckFailed(f"bigram_loss is not right yet. {msg}")
     compare("bigram_loss(train_ids, val_ids, vocab_size)", torch.tensor(float(got)), torch.tensor(want), atol=1e-5)
-    passed("bigram_loss", f"{want:.3f} nats per character on the check's toy text")
+    passed("bigram_loss", f"{want:.3f} nats/char on the check's toy text")
 
 
 # ------------------------------------------------------------------------------------------------------------
