@@ -218,7 +218,7 @@ def check_mlm_loss(mlm_loss) -> None:
     loss = call(mlm_loss, "mlm_loss", x, labels)[0]
     expect(isinstance(loss, torch.Tensor) and loss.requires_grad,
            "The loss does not carry gradients (did you call .item() or build it from numbers?). Return a tensor.")
-    passed("mlm_loss", f"loss {float(want_loss):.3f}, accuracy {want:.3f} on {int(picked.sum())} picked positions")
+    passed("mlm_loss", f"loss {float(want_loss):.3f}, accuracy {want:.3f} on {int(picked.sum())} positions")
 
 
 # ----------------------------------------------------------------------------------------------------------------
