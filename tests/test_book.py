@@ -1,4 +1,5 @@
 """The strict book build (Jupyter Book 1): zero warnings, every page of the outline rendered with its figures."""
+import html
 import os
 import re
 import subprocess
@@ -33,6 +34,17 @@ def test_config_is_jupyter_book_1():
     assert cfg["repository"]["url"].startswith("https://github.com/")
 
 
+def test_model_answers_are_collapsed():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from lab_answers import collapse_model_answers
+
+    text = "### Question\n\nWhy?\n\n### BEGIN SOLUTION\nBecause $x$.\n\nSecond line.\n### END SOLUTION"
+    out = collapse_model_answers(text)
+    assert out.startswith("### Question\n\nWhy?\n\n:::{admonition} Model answer (for instructors)\n:class: dropdown\n")
+    assert "Because $x$.\n\nSecond line.\n:::" in out and "BEGIN" not in out and "END SOLUTION" not in out
+    assert collapse_model_answers("no markers here") == "no markers here"
+
+
 @pytest.fixture(scope="module")
 def built_book():
     env = dict(os.environ, LABSUPPORT_STATIC="1")
@@ -64,5 +76,47 @@ def test_every_page_is_rendered_with_its_figures(built_book):
     assert "tag_hide-input" in lab, "solution cells of the labs should be collapsed behind a toggle"
     assert "mathjax/tex-chtml.js" in lab, "MathJax should load from the bundled copy"
     assert "binder" in lab.lower() and "colab" in lab.lower(), "launch buttons missing"
+    for f in toc_files():
+        if f.startswith("notebooks/"):
+            page = (HTML / f"{f}.html").read_text()
+            assert 'id="begin-solution"' not in page, f"{f}: nbgrader's markers rendered as headings"
+            assert "Model answer (for instructors)" in page, f"{f}: the free-response model answer is not collapsed"
     bib = (HTML / "book/bibliography.html").read_text()
     assert "attention is all you need" in bib.lower()
+
+
+# What a code box shows without scrolling at a 1280-pixel-wide window (both sidebars open): 79 characters,
+# PEP 8's limit too, so the labs read well in a narrow JupyterLab panel as well.
+CODE_WIDTH = 79
+
+
+def overwide_lines(page: Path, limit: int = CODE_WIDTH) -> list[str]:
+    """Lines of code and of output that a reader sees in ``page`` and that are wider than ``limit``.
+
+    Collapsed cell inputs (tag hide-input: solutions, test cells, figure code) are skipped; the box of an
+    opened toggle scrolls. Every other ``<pre>`` counts: code cells, their outputs, code blocks in the
+    text and in exercise solutions.
+    """
+    text = re.sub(r'<details class="admonition hide above-input">.*?</details>', "", page.read_text(), flags=re.S)
+    lines = []
+    for pre in re.findall(r"<pre[^>]*>(.*?)</pre>", text, re.S):
+        lines += [line for line in html.unescape(re.sub(r"<[^>]+>", "", pre)).splitlines() if len(line) > limit]
+    return lines
+
+
+@pytest.mark.slow
+def test_code_and_output_lines_fit_the_page(built_book):
+    too_wide = {}
+    for f in toc_files():
+        bad = overwide_lines(HTML / f"{f}.html")
+        if bad:
+            too_wide[f] = bad
+    report = "\n".join(f"{f}: {len(b)} lines, e.g. {b[0]!r}" for f, b in too_wide.items())
+    assert not too_wide, f"lines wider than {CODE_WIDTH} characters scroll sideways in the book:\n{report}"
+
+
+if __name__ == "__main__":  # python tests/test_book.py [PAGE.html ...]: list the too-wide lines of built pages
+    pages = [Path(p) for p in sys.argv[1:]] or [HTML / f"{f}.html" for f in toc_files()]
+    for page in pages:
+        for line in overwide_lines(page):
+            print(f"{page.relative_to(HTML) if page.is_relative_to(HTML) else page}: {len(line):3d} {line}")
