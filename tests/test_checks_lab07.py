@@ -10,8 +10,6 @@ from labsupport.checks import lab07 as C
 from labsupport.models import bert as ref
 
 
-
-
 # ------------------------------------------------------------------------------------------------ embeddings
 class Embeddings(nn.Module):
     """The notebook's skeleton with the reference solution."""

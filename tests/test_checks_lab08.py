@@ -8,8 +8,6 @@ from labsupport.checks import lab08 as C
 from labsupport.models import vit as ref
 
 
-
-
 # ------------------------------------------------------------------------------------------------ patchify
 def test_patchify_reference_passes(capsys):
     C.check_patchify(ref.patchify)

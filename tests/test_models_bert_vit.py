@@ -11,14 +11,7 @@ from labsupport.models.bert import BERT, IGNORE_INDEX, accuracy, mask_tokens, ml
 from labsupport.models.vit import ViT, attention_rollout, cls_attention_map, patchify, unpatchify
 
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is as fast, and a loaded machine does not slow the tests down many times."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 SPECIALS = (0, 1, 2, 3, 4)

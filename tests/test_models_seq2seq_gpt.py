@@ -7,13 +7,7 @@ from labsupport.models import GPT, KVCache, Seq2SeqTransformer, count_parameters
 from labsupport.training import greedy_decode, sample, top_k_filter
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is as fast, and a loaded machine does not slow the tests down many times."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def small_seq2seq(**kw):

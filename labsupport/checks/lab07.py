@@ -273,7 +273,6 @@ def _uses_dropout(head: nn.Module, hidden: torch.Tensor) -> bool:
 # ----------------------------------------------------------------------------------------------------------------
 # The result of the lab
 # ----------------------------------------------------------------------------------------------------------------
-@one_thread
 def check_pretraining_helps(pretrained_acc: float, scratch_acc: float, margin: float = 0.10) -> None:
     """The lab's claim: with the same labelled examples and fine-tuning budget, the pretrained encoder is better on
     held-out data than the same encoder trained from scratch, by at least ``margin`` (absolute accuracy)."""
