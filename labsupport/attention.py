@@ -15,9 +15,11 @@ The NumPy functions carry the suffix ``_np``; the PyTorch ones do not.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # ---------------------------------------------------------------------------------------------------------
@@ -43,7 +45,8 @@ def softmax_np(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def attention_scores_np(q: np.ndarray, k: np.ndarray, scale: bool = True) -> np.ndarray:
-    """Scores ``q @ k^T``, divided by ``sqrt(d_k)`` when ``scale``: ``(..., Lq, d_k), (..., Lk, d_k) -> (..., Lq, Lk)``."""
+    """Scores ``q @ k^T``, divided by ``sqrt(d_k)`` when ``scale``:
+    ``(..., Lq, d_k), (..., Lk, d_k) -> (..., Lq, Lk)``."""
     scores = q @ np.swapaxes(k, -1, -2)
     if scale:
         scores = scores / math.sqrt(q.shape[-1])
@@ -122,18 +125,59 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout_p: float = 0.0, tra
     return weights @ v, weights
 
 
+class AttentionCache:
+    """The keys and values one attention layer has computed for earlier positions, kept while generating.
+
+    ``keys`` and ``values`` are ``(B, H, T, d_head)`` (``None`` while empty). Passed to
+    :meth:`MultiHeadAttention.forward` as ``cache=``, it is read and extended in place: the new positions' keys and
+    values are appended after the ``T`` cached ones (along dim 2), and the new queries attend to all ``T + L`` of
+    them. A model with several layers keeps one per layer (:class:`labsupport.models.gpt.GPTCache`).
+    """
+
+    def __init__(self, keys: torch.Tensor | None = None, values: torch.Tensor | None = None):
+        self.keys, self.values = keys, values
+
+    @property
+    def length(self) -> int:
+        """``T``, the number of positions cached."""
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the new ``(B, H, L, d_head)`` keys and values after the cached ones; return all of them."""
+        if self.keys is not None:
+            k = torch.cat([self.keys, k], dim=2)
+            v = torch.cat([self.values, v], dim=2)
+        self.keys, self.values = k, v
+        return k, v
+
+    def nbytes(self) -> int:
+        """Memory held, in bytes."""
+        return sum(t.numel() * t.element_size() for t in (self.keys, self.values) if t is not None)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention, batch first: ``MultiHead(Q, K, V) = Concat(head_1..head_H) W^O``.
 
     ``forward(query (B, Lq, D), key (B, Lk, D) = query, value = key, mask = None)`` returns
     ``(output (B, Lq, D), weights (B, H, Lq, Lk))``. ``mask`` is boolean and broadcastable to
     ``(B, H, Lq, Lk)``: a causal ``(Lq, Lk)`` mask, a ``(B, 1, 1, Lk)`` padding mask, or their ``&``.
+    Keyword-only options:
+
+    * ``is_causal=True`` adds the causal mask (each query sees the keys up to its own position);
+    * ``cache=`` an :class:`AttentionCache`: the keys and values of ``query`` are appended to it and the queries
+      attend to everything cached (self-attention while generating; ``is_causal`` then shifts the diagonal by the cache
+      length, as :func:`causal_mask` ``(Lq, T + Lq)`` does);
+    * ``need_weights=False`` returns ``(output, None)`` and runs the fused kernel
+      ``torch.nn.functional.scaled_dot_product_attention``: the same function as the reference
+      :func:`scaled_dot_product_attention` (the tests pin the two equal), faster, without the ``(B, H, Lq, Lk)``
+      weights in memory. The blocks ask for no weights; :func:`record_attention` gets them on request.
 
     Parameters are four ``nn.Linear`` layers (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``), so
-    ``4 D^2 (+ 4 D)`` of them, however many heads: heads split the width, they do not add parameters.
+    ``4 D^2 (+ 4 D)`` of them, however many heads: heads split the width, they do not add parameters. For
+    self-attention the three input projections run as one matrix product (their weights concatenated).
     """
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, d_model: int, num_heads: int, *, dropout: float = 0.0, bias: bool = True):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
@@ -143,6 +187,8 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.recorder: dict | None = None  # set by record_attention
+        self.record_as = ""
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, D) -> (B, H, L, D/H)``."""
@@ -154,17 +200,43 @@ class MultiHeadAttention(nn.Module):
         B, H, L, dh = x.shape
         return x.transpose(1, 2).reshape(B, L, H * dh)
 
-    def forward(self, query, key=None, value=None, mask=None):
+    def project(self, query, key, value) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values split into heads, each ``(B, H, L, D/H)``."""
+        if key is query and value is query:  # self-attention: one (D, 3D) product instead of three (D, D) ones
+            w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+            b = None if self.q_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+            B, L, _ = query.shape
+            qkv = F.linear(query, w, b).view(B, L, 3, self.num_heads, self.d_head)
+            return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return self.split_heads(self.q_proj(query)), self.split_heads(self.k_proj(key)), \
+            self.split_heads(self.v_proj(value))
+
+    def forward(self, query, key=None, value=None, mask=None, *, is_causal: bool = False,
+                cache: AttentionCache | None = None, need_weights: bool = True):
         key = query if key is None else key
         value = key if value is None else value
-        q = self.split_heads(self.q_proj(query))
-        k = self.split_heads(self.k_proj(key))
-        v = self.split_heads(self.v_proj(value))
-        out, weights = scaled_dot_product_attention(q, k, v, mask, self.dropout, self.training)
-        return self.out_proj(self.merge_heads(out)), weights
+        q, k, v = self.project(query, key, value)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        Lq, Lk = q.shape[2], k.shape[2]
+        weights_wanted = need_weights or self.recorder is not None
+        if is_causal and Lq == 1:
+            is_causal = False  # one query, the last position: it sees every key
+        elif is_causal and (mask is not None or Lq != Lk or weights_wanted):
+            causal = causal_mask(Lq, Lk, device=q.device)  # with a cache the diagonal shifts by its length
+            mask, is_causal = (causal if mask is None else mask & causal), False
+        dropout_p = self.dropout if self.training else 0.0
+        if weights_wanted:
+            out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, self.training)
+            if self.recorder is not None:
+                self.recorder[self.record_as] = weights.detach()
+        else:
+            out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                                          is_causal=is_causal), None
+        return self.out_proj(self.merge_heads(out)), (weights if need_weights else None)
 
     @torch.no_grad()
-    def load_from_torch(self, mha: nn.MultiheadAttention) -> "MultiHeadAttention":
+    def load_from_torch(self, mha: nn.MultiheadAttention) -> MultiHeadAttention:
         """Copy the weights of a ``torch.nn.MultiheadAttention`` (same ``embed_dim``) into this module."""
         if mha.embed_dim != self.d_model or mha.num_heads != self.num_heads:
             raise ValueError(
@@ -173,6 +245,26 @@ class MultiHeadAttention(nn.Module):
             )
         copy_mha_weights(mha, self)
         return self
+
+
+@contextmanager
+def record_attention(model: nn.Module):
+    """Attention maps on request: ``with record_attention(model) as maps: model(x)``.
+
+    While the block is open every :class:`MultiHeadAttention` inside ``model`` computes its weights with the
+    reference :func:`scaled_dot_product_attention` and stores them, detached, in the dict ``maps`` under the
+    module's name (``"encoder.layers.0.self_attn"``, ...): ``(B, H, Lq, Lk)`` of its last call. Outside the block
+    nothing is stored and attention takes the fused path.
+    """
+    maps: dict[str, torch.Tensor] = {}
+    modules = [(name, m) for name, m in model.named_modules() if isinstance(m, MultiHeadAttention)]
+    for name, m in modules:
+        m.recorder, m.record_as = maps, name
+    try:
+        yield maps
+    finally:
+        for _, m in modules:
+            m.recorder, m.record_as = None, ""
 
 
 @torch.no_grad()

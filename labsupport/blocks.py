@@ -3,10 +3,12 @@
 A block wraps two (encoder) or three (decoder) *sub-layers* in the same pattern: a residual connection around
 the sub-layer, dropout on the sub-layer's output, and a layer norm. Where the norm sits is the one design choice:
 
-* **post-norm** (the 2017 paper, ``norm_first=False``): ``x = norm(x + dropout(sublayer(x)))``;
-* **pre-norm** (GPT-2 and most models since, ``norm_first=True``): ``x = x + dropout(sublayer(norm(x)))``,
+* **post-norm** (the 2017 paper, BERT, ``norm_first=False``): ``x = norm(x + dropout(fn(x)))``;
+* **pre-norm** (GPT-2, ViT and most models since, ``norm_first=True``): ``x = x + dropout(fn(norm(x)))``,
   which leaves an un-normalised "residual stream" from input to output and trains more stably in deep stacks
   (a stack of pre-norm blocks then needs one final norm, see :class:`Encoder`).
+
+:func:`sublayer` is that pattern, exactly as Lab 4 writes it; every block here is a few calls of it.
 
 Sub-layers: self-attention (:class:`labsupport.attention.MultiHeadAttention`), cross-attention in the decoder
 (queries from the decoder, keys and values from the encoder output, the ``memory``), and the position-wise
@@ -27,10 +29,18 @@ from torch import nn
 
 from labsupport.attention import MultiHeadAttention, copy_mha_weights
 
-__all__ = ["LayerNorm", "FeedForward", "EncoderBlock", "DecoderBlock", "Encoder", "Decoder",
-           "copy_encoder_layer_weights", "copy_decoder_layer_weights"]
+__all__ = ["ACTIVATIONS", "gelu_tanh", "LayerNorm", "FeedForward", "sublayer", "EncoderBlock", "DecoderBlock",
+           "Encoder", "Decoder", "copy_encoder_layer_weights", "copy_decoder_layer_weights"]
 
-_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GELU's tanh approximation, ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``: GPT-2's activation."""
+    return F.gelu(x, approximate="tanh")
+
+
+#: The feed-forward activations by name: ReLU (the 2017 paper), GELU exactly (``erf``: BERT, ViT) and GELU's tanh
+#: approximation (GPT-2; it differs from the exact GELU by up to 5e-4, enough to change a pretrained model's
+#: greedy tokens).
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": gelu_tanh}
 
 
 class LayerNorm(nn.Module):
@@ -38,19 +48,23 @@ class LayerNorm(nn.Module):
 
     ``y = (x - mean) / sqrt(var + eps) * weight + bias``, with the mean and the *biased* variance (divide by
     ``D``, not ``D - 1``) of each position's ``D`` features. ``weight`` starts at ones, ``bias`` at zeros; the
-    names match ``nn.LayerNorm`` so ``load_state_dict`` works across.
+    names match ``nn.LayerNorm`` so ``load_state_dict`` works across. :meth:`formula` is that line as Lab 4 writes
+    it; ``forward`` runs the same computation as PyTorch's fused kernel (the tests pin the two equal).
     """
 
-    def __init__(self, d_model: int, eps: float = 1e-5):
+    def __init__(self, d_model: int, *, eps: float = 1e-5):
         super().__init__()
         self.d_model, self.eps = d_model, eps
         self.weight = nn.Parameter(torch.ones(d_model))
         self.bias = nn.Parameter(torch.zeros(d_model))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def formula(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(dim=-1, keepdim=True)
         var = x.var(dim=-1, keepdim=True, unbiased=False)
         return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (self.d_model,), self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.d_model}, eps={self.eps}"
@@ -61,16 +75,16 @@ class FeedForward(nn.Module):
 
     ``linear2(dropout(activation(linear1(x))))`` with ``linear1: D -> d_ff`` and ``linear2: d_ff -> D``; the
     same two layers are applied to every position independently (``d_ff = 4 D`` in most models). Parameters:
-    ``2 D d_ff + d_ff + D``. ``activation`` is ``"relu"`` (the paper) or ``"gelu"`` (BERT, GPT, ViT; the exact
-    erf form, as torch's ``"gelu"``).
+    ``2 D d_ff + d_ff + D``. ``activation`` names one of :data:`ACTIVATIONS`: ``"relu"`` (the paper), ``"gelu"``
+    (the exact erf form, torch's default: BERT, ViT) or ``"gelu_tanh"`` (GPT-2's tanh approximation).
     """
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"):
+    def __init__(self, d_model: int, d_ff: int, *, dropout: float = 0.0, activation: str = "relu"):
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.activation_name = activation
-        self.activation = _ACTIVATIONS[activation]
+        self.activation = ACTIVATIONS[activation]
         self.linear1 = nn.Linear(d_model, d_ff)
         self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(d_ff, d_model)
@@ -79,18 +93,28 @@ class FeedForward(nn.Module):
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
 
+def sublayer(x: torch.Tensor, fn, norm, dropout, norm_first: bool) -> torch.Tensor:
+    """One residual sub-layer (Lab 4): post-norm ``norm(x + dropout(fn(x)))``, or pre-norm
+    ``x + dropout(fn(norm(x)))``."""
+    if norm_first:
+        return x + dropout(fn(norm(x)))
+    return norm(x + dropout(fn(x)))
+
+
 def _activation_of(layer: nn.Module) -> str:
-    """Name of a torch transformer layer's activation ("relu" or "gelu")."""
+    """Name of a torch transformer layer's activation ("relu", "gelu" or "gelu_tanh")."""
     act = layer.activation
     if act is F.relu or isinstance(act, nn.ReLU):
         return "relu"
     if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
         return "gelu"
+    if isinstance(act, nn.GELU) and act.approximate == "tanh":
+        return "gelu_tanh"
     raise ValueError(f"unsupported activation in the torch layer: {act!r}")
 
 
 def _check_same_config(ours: nn.Module, layer: nn.Module, kind: str) -> None:
-    if not getattr(layer, "self_attn").batch_first:
+    if not layer.self_attn.batch_first:
         raise ValueError(f"load_from_torch expects a batch_first=True {kind}")
     theirs = dict(d_model=layer.self_attn.embed_dim, num_heads=layer.self_attn.num_heads,
                   d_ff=layer.linear1.out_features, norm_first=layer.norm_first, activation=_activation_of(layer),
@@ -144,55 +168,36 @@ def copy_decoder_layer_weights(src: nn.TransformerDecoderLayer, dst: nn.Module) 
 
 
 class EncoderBlock(nn.Module):
-    """One encoder block: self-attention and a feed-forward network, each with residual, dropout and norm.
+    """One encoder block: self-attention and a feed-forward network, each a residual :func:`sublayer`::
 
-    ``forward(x (B, L, D), mask=None) -> (B, L, D)``. ``mask`` is boolean (``True`` = may attend),
-    broadcastable to ``(B, H, L, L)``: typically a ``(B, 1, 1, L)`` padding mask (or a causal ``(L, L)`` one for
-    a decoder-only model such as GPT). The attention weights of the last call are kept in ``self.attn_weights``
-    ``(B, H, L, L)``.
+        x = sublayer(x, self-attention(mask), norm1, dropout1, norm_first)
+        x = sublayer(x, ff,                   norm2, dropout2, norm_first)
 
-    post-norm (``norm_first=False``)::
-
-        x = norm1(x + dropout1(self_attn(x)))
-        x = norm2(x + dropout2(ff(x)))
-
-    pre-norm (``norm_first=True``)::
-
-        x = x + dropout1(self_attn(norm1(x)))
-        x = x + dropout2(ff(norm2(x)))
-
-    ``dropout`` is used on the attention weights, inside the feed-forward network and on each sub-layer's output,
-    as in ``nn.TransformerEncoderLayer``.
+    ``forward(x (B, L, D), mask=None, *, is_causal=False) -> (B, L, D)``. ``mask`` is boolean (``True`` = may
+    attend), broadcastable to ``(B, H, L, L)``: typically a ``(B, 1, 1, L)`` padding mask; ``is_causal=True`` adds
+    the causal mask (a decoder-only model). ``dropout`` is used on the attention weights, inside the feed-forward
+    network and on each sub-layer's output, as in ``nn.TransformerEncoderLayer``. The attention weights are not
+    kept; :func:`labsupport.attention.record_attention` gives them on request.
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1, activation: str = "relu",
+    def __init__(self, *, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1, activation: str = "relu",
                  norm_first: bool = False, layer_norm_eps: float = 1e-5):
         super().__init__()
         self.d_model, self.num_heads, self.d_ff, self.norm_first = d_model, num_heads, d_ff, norm_first
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.ff = FeedForward(d_model, d_ff, dropout, activation)
-        self.norm1 = LayerNorm(d_model, layer_norm_eps)
-        self.norm2 = LayerNorm(d_model, layer_norm_eps)
+        self.ff = FeedForward(d_model, d_ff, dropout=dropout, activation=activation)
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
-        self.attn_weights: torch.Tensor | None = None
 
-    def _sa(self, x: torch.Tensor, mask) -> torch.Tensor:
-        out, weights = self.self_attn(x, x, x, mask)
-        self.attn_weights = weights.detach()  # for plots; detached so it holds no graph and the model stays copyable
-        return self.dropout1(out)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.norm_first:
-            x = x + self._sa(self.norm1(x), mask)
-            x = x + self.dropout2(self.ff(self.norm2(x)))
-        else:
-            x = self.norm1(x + self._sa(x, mask))
-            x = self.norm2(x + self.dropout2(self.ff(x)))
-        return x
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, is_causal: bool = False) -> torch.Tensor:
+        attend = lambda h: self.self_attn(h, h, h, mask, is_causal=is_causal, need_weights=False)[0]
+        x = sublayer(x, attend, self.norm1, self.dropout1, self.norm_first)
+        return sublayer(x, self.ff, self.norm2, self.dropout2, self.norm_first)
 
     @torch.no_grad()
-    def load_from_torch(self, layer: nn.TransformerEncoderLayer) -> "EncoderBlock":
+    def load_from_torch(self, layer: nn.TransformerEncoderLayer) -> EncoderBlock:
         """Copy the weights of a ``batch_first=True`` ``nn.TransformerEncoderLayer`` with the same settings."""
         _check_same_config(self, layer, "nn.TransformerEncoderLayer")
         copy_encoder_layer_weights(layer, self)
@@ -200,64 +205,42 @@ class EncoderBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    """One decoder block: masked self-attention, cross-attention to the encoder output, feed-forward.
+    """One decoder block: masked self-attention, cross-attention to the encoder output, feed-forward::
+
+        x = sublayer(x, self-attention(self_mask),          norm1, dropout1, norm_first)
+        x = sublayer(x, cross-attention(memory, memory_mask), norm2, dropout2, norm_first)
+        x = sublayer(x, ff,                                   norm3, dropout3, norm_first)
 
     ``forward(x (B, Lt, D), memory (B, Ls, D), self_mask=None, memory_mask=None) -> (B, Lt, D)``.
     ``self_mask`` (broadcastable to ``(B, H, Lt, Lt)``) is usually the causal mask, possibly ``&`` a target
     padding mask; ``memory_mask`` (broadcastable to ``(B, H, Lt, Ls)``) usually the source padding mask
-    ``(B, 1, 1, Ls)``. The last weights are kept in ``self.self_attn_weights`` ``(B, H, Lt, Lt)`` and
-    ``self.cross_attn_weights`` ``(B, H, Lt, Ls)``.
-
-    post-norm::
-
-        x = norm1(x + dropout1(self_attn(x)))
-        x = norm2(x + dropout2(cross_attn(x, memory)))
-        x = norm3(x + dropout3(ff(x)))
-
-    pre-norm: ``x = x + dropout_i(sublayer_i(norm_i(x)))`` for the three sub-layers (``memory`` is not
-    normalised here: a pre-norm encoder ends with its own final norm).
+    ``(B, 1, 1, Ls)``. In pre-norm ``memory`` is not normalised here: a pre-norm encoder ends with its own norm.
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1, activation: str = "relu",
+    def __init__(self, *, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1, activation: str = "relu",
                  norm_first: bool = False, layer_norm_eps: float = 1e-5):
         super().__init__()
         self.d_model, self.num_heads, self.d_ff, self.norm_first = d_model, num_heads, d_ff, norm_first
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.ff = FeedForward(d_model, d_ff, dropout, activation)
-        self.norm1 = LayerNorm(d_model, layer_norm_eps)
-        self.norm2 = LayerNorm(d_model, layer_norm_eps)
-        self.norm3 = LayerNorm(d_model, layer_norm_eps)
+        self.ff = FeedForward(d_model, d_ff, dropout=dropout, activation=activation)
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm3 = LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
-        self.self_attn_weights: torch.Tensor | None = None
-        self.cross_attn_weights: torch.Tensor | None = None
-
-    def _sa(self, x, mask):
-        out, weights = self.self_attn(x, x, x, mask)
-        self.self_attn_weights = weights.detach()
-        return self.dropout1(out)
-
-    def _ca(self, x, memory, mask):
-        out, weights = self.cross_attn(x, memory, memory, mask)
-        self.cross_attn_weights = weights.detach()
-        return self.dropout2(out)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, self_mask: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.norm_first:
-            x = x + self._sa(self.norm1(x), self_mask)
-            x = x + self._ca(self.norm2(x), memory, memory_mask)
-            x = x + self.dropout3(self.ff(self.norm3(x)))
-        else:
-            x = self.norm1(x + self._sa(x, self_mask))
-            x = self.norm2(x + self._ca(x, memory, memory_mask))
-            x = self.norm3(x + self.dropout3(self.ff(x)))
-        return x
+        attend = lambda h: self.self_attn(h, h, h, self_mask, need_weights=False)[0]
+        look_up = lambda h: self.cross_attn(h, memory, memory, memory_mask, need_weights=False)[0]
+        x = sublayer(x, attend, self.norm1, self.dropout1, self.norm_first)
+        x = sublayer(x, look_up, self.norm2, self.dropout2, self.norm_first)
+        return sublayer(x, self.ff, self.norm3, self.dropout3, self.norm_first)
 
     @torch.no_grad()
-    def load_from_torch(self, layer: nn.TransformerDecoderLayer) -> "DecoderBlock":
+    def load_from_torch(self, layer: nn.TransformerDecoderLayer) -> DecoderBlock:
         """Copy the weights of a ``batch_first=True`` ``nn.TransformerDecoderLayer`` with the same settings."""
         _check_same_config(self, layer, "nn.TransformerDecoderLayer")
         copy_decoder_layer_weights(layer, self)
@@ -269,26 +252,27 @@ class Encoder(nn.Module):
 
     ``final_norm=None`` adds the final norm exactly when ``norm_first`` (pre-norm stacks need it, post-norm
     blocks already end with one); pass ``True`` to match ``nn.Transformer``, whose encoder always has it.
-    ``forward(x (B, L, D), mask=None) -> (B, L, D)``.
+    ``forward(x (B, L, D), mask=None, *, is_causal=False) -> (B, L, D)``. The other keywords are
+    :class:`EncoderBlock`'s.
     """
 
-    def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1,
+    def __init__(self, *, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1,
                  activation: str = "relu", norm_first: bool = False, layer_norm_eps: float = 1e-5,
                  final_norm: bool | None = None):
         super().__init__()
-        self.layers = nn.ModuleList(
-            EncoderBlock(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps) for _ in range(num_layers)
-        )
+        block = dict(d_model=d_model, num_heads=num_heads, d_ff=d_ff, dropout=dropout, activation=activation,
+                     norm_first=norm_first, layer_norm_eps=layer_norm_eps)
+        self.layers = nn.ModuleList(EncoderBlock(**block) for _ in range(num_layers))
         final_norm = norm_first if final_norm is None else final_norm
-        self.norm = LayerNorm(d_model, layer_norm_eps) if final_norm else None
+        self.norm = LayerNorm(d_model, eps=layer_norm_eps) if final_norm else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, is_causal: bool = False) -> torch.Tensor:
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, mask, is_causal=is_causal)
         return x if self.norm is None else self.norm(x)
 
     @torch.no_grad()
-    def load_from_torch(self, encoder: nn.TransformerEncoder) -> "Encoder":
+    def load_from_torch(self, encoder: nn.TransformerEncoder) -> Encoder:
         """Copy a ``batch_first`` ``nn.TransformerEncoder`` (same depth; its ``norm`` iff ours has one)."""
         _load_stack(self, encoder)
         return self
@@ -300,15 +284,15 @@ class Decoder(nn.Module):
     ``forward(x (B, Lt, D), memory (B, Ls, D), self_mask=None, memory_mask=None) -> (B, Lt, D)``.
     """
 
-    def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1,
+    def __init__(self, *, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1,
                  activation: str = "relu", norm_first: bool = False, layer_norm_eps: float = 1e-5,
                  final_norm: bool | None = None):
         super().__init__()
-        self.layers = nn.ModuleList(
-            DecoderBlock(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps) for _ in range(num_layers)
-        )
+        block = dict(d_model=d_model, num_heads=num_heads, d_ff=d_ff, dropout=dropout, activation=activation,
+                     norm_first=norm_first, layer_norm_eps=layer_norm_eps)
+        self.layers = nn.ModuleList(DecoderBlock(**block) for _ in range(num_layers))
         final_norm = norm_first if final_norm is None else final_norm
-        self.norm = LayerNorm(d_model, layer_norm_eps) if final_norm else None
+        self.norm = LayerNorm(d_model, eps=layer_norm_eps) if final_norm else None
 
     def forward(self, x, memory, self_mask=None, memory_mask=None):
         for layer in self.layers:
@@ -316,7 +300,7 @@ class Decoder(nn.Module):
         return x if self.norm is None else self.norm(x)
 
     @torch.no_grad()
-    def load_from_torch(self, decoder: nn.TransformerDecoder) -> "Decoder":
+    def load_from_torch(self, decoder: nn.TransformerDecoder) -> Decoder:
         """Copy a ``batch_first`` ``nn.TransformerDecoder`` (same depth; its ``norm`` iff ours has one)."""
         _load_stack(self, decoder)
         return self

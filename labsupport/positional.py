@@ -42,7 +42,8 @@ def frequencies(d_model: int, base: float = 10000.0, dtype=torch.float32) -> tor
     return (1.0 / (base ** (two_i / d_model))).to(dtype)
 
 
-def sinusoidal_encoding(max_len: int, d_model: int, base: float = 10000.0, dtype=torch.float32, device=None) -> torch.Tensor:
+def sinusoidal_encoding(max_len: int, d_model: int, base: float = 10000.0, dtype=torch.float32,
+                        device=None) -> torch.Tensor:
     """The sinusoidal table, shape ``(max_len, d_model)``.
 
     ``PE[pos, 2i] = sin(pos * omega_i)`` and ``PE[pos, 2i+1] = cos(pos * omega_i)`` with
@@ -79,10 +80,16 @@ def offset_rotation(k: int, d_model: int, base: float = 10000.0, dtype=torch.flo
 
 
 def _check_length(offset: int, length: int, max_len: int, what: str) -> None:
-    if offset < 0 or offset + length > max_len:
+    """Positions ``offset .. offset + length - 1`` must lie in the table ``0 .. max_len - 1``; the error names the
+    ones that do not."""
+    last = offset + length - 1
+    if offset < 0:
+        raise ValueError(f"{what}: positions {offset}..{min(last, -1)} are negative; the table holds positions "
+                         f"0..{max_len - 1}")
+    if last >= max_len:
         raise ValueError(
-            f"{what}: positions {offset}..{offset + length - 1} are outside the table of max_len={max_len}; "
-            "build the module with a larger max_len"
+            f"{what}: positions {max(offset, max_len)}..{last} are outside the table of max_len={max_len} "
+            f"(positions 0..{max_len - 1}); build the module with a larger max_len"
         )
 
 
@@ -94,7 +101,7 @@ class SinusoidalPositionalEncoding(nn.Module):
     buffer: it moves with ``.to(device)`` but is not stored in the ``state_dict`` (nothing to learn).
     """
 
-    def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0, base: float = 10000.0):
+    def __init__(self, d_model: int, max_len: int = 5000, *, dropout: float = 0.0, base: float = 10000.0):
         super().__init__()
         self.d_model, self.max_len = d_model, max_len
         self.dropout = nn.Dropout(dropout)
@@ -114,7 +121,7 @@ class LearnedPositionalEncoding(nn.Module):
     represent positions ``>= max_len``: unlike the sinusoidal table it does not extrapolate.
     """
 
-    def __init__(self, max_len: int, d_model: int, dropout: float = 0.0, init_std: float = 0.02):
+    def __init__(self, max_len: int, d_model: int, *, dropout: float = 0.0, init_std: float = 0.02):
         super().__init__()
         self.d_model, self.max_len = d_model, max_len
         self.embedding = nn.Embedding(max_len, d_model)
@@ -140,7 +147,7 @@ class LearnedPositionalEncoding2D(nn.Module):
     :meth:`table` returns the ``(grid_h * grid_w, D)`` position vectors.
     """
 
-    def __init__(self, grid_h: int, grid_w: int, d_model: int, factorized: bool = True, init_std: float = 0.02):
+    def __init__(self, grid_h: int, grid_w: int, d_model: int, *, factorized: bool = True, init_std: float = 0.02):
         super().__init__()
         self.grid_h, self.grid_w, self.d_model, self.factorized = grid_h, grid_w, d_model, factorized
         if factorized:
@@ -161,11 +168,13 @@ class LearnedPositionalEncoding2D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.grid_h * self.grid_w
         if x.size(-2) != n:
-            raise ValueError(f"expected {n} patches ({self.grid_h}x{self.grid_w}) along dim -2, got x of shape {tuple(x.shape)}")
+            raise ValueError(f"expected {n} patches ({self.grid_h}x{self.grid_w}) along dim -2, "
+                             f"got x of shape {tuple(x.shape)}")
         return x + self.table().to(x.dtype)
 
 
-def sinusoidal_encoding_2d(grid_h: int, grid_w: int, d_model: int, base: float = 10000.0, dtype=torch.float32) -> torch.Tensor:
+def sinusoidal_encoding_2d(grid_h: int, grid_w: int, d_model: int, base: float = 10000.0,
+                           dtype=torch.float32) -> torch.Tensor:
     """Fixed 2-D positions for a patch grid, shape ``(grid_h * grid_w, d_model)``, row-major patch order.
 
     The first ``D/2`` dimensions encode the row with the 1-D sinusoidal table of width ``D/2``, the last
@@ -176,7 +185,8 @@ def sinusoidal_encoding_2d(grid_h: int, grid_w: int, d_model: int, base: float =
     half = d_model // 2
     rows = sinusoidal_encoding(grid_h, half, base, torch.float64)  # (grid_h, D/2)
     cols = sinusoidal_encoding(grid_w, half, base, torch.float64)  # (grid_w, D/2)
-    pe = torch.cat([rows[:, None, :].expand(grid_h, grid_w, half), cols[None, :, :].expand(grid_h, grid_w, half)], dim=-1)
+    pe = torch.cat([rows[:, None, :].expand(grid_h, grid_w, half), cols[None, :, :].expand(grid_h, grid_w, half)],
+                   dim=-1)
     return pe.reshape(grid_h * grid_w, d_model).to(dtype)
 
 

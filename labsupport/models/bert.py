@@ -26,16 +26,28 @@ the role of ``[CLS]`` and ``<eos>`` in the role of ``[SEP]``; the model only nee
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from labsupport.attention import key_padding_mask
-from labsupport.blocks import Encoder, LayerNorm
-from labsupport.positional import LearnedPositionalEncoding
+from labsupport.blocks import ACTIVATIONS, Encoder, LayerNorm
+from labsupport.models.checkpoints import (
+    CheckpointError,
+    assign,
+    check_tied,
+    convert,
+    floating_dtype,
+    hf_activation,
+    hub_folder,
+    read_checkpoint,
+)
+from labsupport.models.config import BERTConfig, make_config, preset
 
-__all__ = ["IGNORE_INDEX", "BERT", "BertEmbeddings", "MLMHead", "mask_tokens", "mlm_loss", "mlm_step",
-           "classify_step", "accuracy"]
+__all__ = ["IGNORE_INDEX", "BERT", "BertEmbeddings", "MLMHead", "ClassifierHead", "mask_tokens", "mlm_loss",
+           "mlm_step", "classify_step", "accuracy", "bert_config_from_hf"]
 
 #: The label of the positions that do not count in the masked-LM loss (``F.cross_entropy``'s default ``ignore_index``).
 IGNORE_INDEX = -100
@@ -88,45 +100,67 @@ def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, 
 # The model
 # ----------------------------------------------------------------------------------------------------------------
 class BertEmbeddings(nn.Module):
-    """``LayerNorm(token_emb[tokens] + segment_emb[segments] + position_emb[0..L-1])``, then dropout: ``(B, L, D)``.
+    """``LayerNorm(token[tokens] + segment[segments] + position[0..L-1])``, then dropout: ``(B, L, D)``.
 
-    ``segments`` (sentence A = 0, sentence B = 1) defaults to all zeros. Attribute names: ``token``, ``segment``,
-    ``position`` (a :class:`~labsupport.positional.LearnedPositionalEncoding`), ``norm``, ``dropout``.
+    The twin of Lab 7's exercise: three ``nn.Embedding`` tables ``token``, ``segment`` (sentence A = 0, sentence
+    B = 1; ``segments`` defaults to all zeros) and ``position`` (one learned vector per position), ``norm``,
+    ``dropout``.
     """
 
     def __init__(self, vocab_size: int, max_len: int, d_model: int, num_segments: int = 2, dropout: float = 0.1,
-                 layer_norm_eps: float = 1e-12):
+                 *, layer_norm_eps: float = 1e-12):
         super().__init__()
         self.token = nn.Embedding(vocab_size, d_model)
         self.segment = nn.Embedding(num_segments, d_model)
-        self.position = LearnedPositionalEncoding(max_len, d_model)
-        self.norm = LayerNorm(d_model, layer_norm_eps)
+        self.position = nn.Embedding(max_len, d_model)
+        self.norm = LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
         if segments is None:
             segments = torch.zeros_like(tokens)
-        x = self.position(self.token(tokens) + self.segment(segments))
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.token(tokens) + self.segment(segments) + self.position(positions)
         return self.dropout(self.norm(x))
 
 
 class MLMHead(nn.Module):
-    """``(..., D) -> (..., V)``: ``LayerNorm(GELU(dense(h))) @ E^T + bias`` with ``E`` the token embedding matrix
+    """``(..., D) -> (..., V)``: ``LayerNorm(act(dense(h))) @ E^T + bias`` with ``E`` the token embedding matrix
     (tied: the same ``(V, D)`` parameter reads words in and writes them out)."""
 
-    def __init__(self, d_model: int, embedding: nn.Embedding, layer_norm_eps: float = 1e-12):
+    def __init__(self, d_model: int, embedding: nn.Embedding, *, activation: str = "gelu",
+                 layer_norm_eps: float = 1e-12):
         super().__init__()
         self.dense = nn.Linear(d_model, d_model)
-        self.norm = LayerNorm(d_model, layer_norm_eps)
+        self.activation = ACTIVATIONS[activation]
+        self.norm = LayerNorm(d_model, eps=layer_norm_eps)
         self.embedding = embedding  # shared, counted once by count_parameters
         self.bias = nn.Parameter(torch.zeros(embedding.num_embeddings))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.norm(F.gelu(self.dense(h))) @ self.embedding.weight.T + self.bias
+        return self.norm(self.activation(self.dense(h))) @ self.embedding.weight.T + self.bias
+
+
+class ClassifierHead(nn.Module):
+    """``(B, L, D) -> (B, num_classes)``: ``classifier(dropout(tanh(pooler(hidden[:, 0]))))``, read from the
+    ``[CLS]`` position. The twin of Lab 7's exercise."""
+
+    def __init__(self, d_model: int, num_classes: int, dropout: float = 0.1):
+        super().__init__()
+        self.pooler = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(d_model, num_classes)
+
+    def pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The sequence summary BERT classifies: ``tanh(pooler(hidden[:, 0]))`` ``(B, D)``."""
+        return torch.tanh(self.pooler(hidden[:, 0]))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.pool(hidden)))
 
 
 class BERT(nn.Module):
-    """The BERT encoder with both heads.
+    """The BERT encoder with both heads, configured by :class:`~labsupport.models.config.BERTConfig` (keywords).
 
     * ``encode(tokens, segments=None, mask=None) -> hidden (B, L, D)``; ``mask`` defaults to the padding mask of
       ``pad_id`` (``(B, 1, 1, L)``, ``True`` = real token), so padded positions are never attended to.
@@ -135,24 +169,26 @@ class BERT(nn.Module):
       output layer is the largest matrix of a small model).
     * ``pool(hidden) -> tanh(pooler(hidden[:, 0])) (B, D)``, ``classify(tokens, segments=None) -> (B, num_classes)``.
 
-    Post-norm blocks with GELU and ``layer_norm_eps=1e-12``, as the original. Initialisation as BERT's: normal(0,
-    0.02) for weights and embeddings, zero biases, LayerNorms at (1, 0).
+    Parts: ``embeddings`` (:class:`BertEmbeddings`), ``encoder`` (post-norm :class:`~labsupport.blocks.Encoder`),
+    ``head`` (:class:`ClassifierHead`: the pooler and the classifier), ``mlm_head`` (:class:`MLMHead`).
+    Initialisation as BERT's: normal(0, 0.02) for weights and embeddings, zero biases, LayerNorms at (1, 0).
+    :meth:`from_hf` loads a Hugging Face BERT checkpoint (``BertModel``, ``BertForMaskedLM``, ...).
     """
 
-    def __init__(self, vocab_size: int, max_len: int = 128, d_model: int = 128, num_heads: int = 4,
-                 num_layers: int = 2, d_ff: int | None = None, dropout: float = 0.1, num_segments: int = 2,
-                 num_classes: int = 2, pad_id: int = 0, layer_norm_eps: float = 1e-12):
+    def __init__(self, config: BERTConfig | None = None, /, **fields):
         super().__init__()
-        d_ff = 4 * d_model if d_ff is None else d_ff
-        self.vocab_size, self.max_len, self.d_model, self.pad_id = vocab_size, max_len, d_model, pad_id
-        self.num_classes = num_classes
-        self.embeddings = BertEmbeddings(vocab_size, max_len, d_model, num_segments, dropout, layer_norm_eps)
-        self.encoder = Encoder(num_layers, d_model, num_heads, d_ff, dropout, activation="gelu", norm_first=False,
-                               layer_norm_eps=layer_norm_eps, final_norm=False)
-        self.pooler = nn.Linear(d_model, d_model)
-        self.mlm_head = MLMHead(d_model, self.embeddings.token, layer_norm_eps)
-        self.classifier_dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(d_model, num_classes)
+        self.config = cfg = make_config(BERTConfig, config, fields)
+        d_ff = 4 * cfg.d_model if cfg.d_ff is None else cfg.d_ff
+        self.vocab_size, self.max_len, self.d_model, self.pad_id = cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.pad_id
+        self.num_classes = cfg.num_classes
+        self.embeddings = BertEmbeddings(cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.num_segments, cfg.dropout,
+                                         layer_norm_eps=cfg.layer_norm_eps)
+        self.encoder = Encoder(num_layers=cfg.num_layers, d_model=cfg.d_model, num_heads=cfg.num_heads, d_ff=d_ff,
+                               dropout=cfg.dropout, activation=cfg.activation, norm_first=False,
+                               layer_norm_eps=cfg.layer_norm_eps, final_norm=False)
+        self.head = ClassifierHead(cfg.d_model, cfg.num_classes, cfg.dropout)
+        self.mlm_head = MLMHead(cfg.d_model, self.embeddings.token, activation=cfg.activation,
+                                layer_norm_eps=cfg.layer_norm_eps)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -161,14 +197,6 @@ class BERT(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
-
-    def reset_classifier(self, num_classes: int | None = None) -> None:
-        """A fresh classifier (new weights, optionally a new number of classes), keeping everything else."""
-        self.num_classes = num_classes or self.num_classes
-        dev = self.classifier.weight.device
-        self.classifier = nn.Linear(self.d_model, self.num_classes, device=dev)
-        nn.init.normal_(self.classifier.weight, std=0.02)
-        nn.init.zeros_(self.classifier.bias)
 
     def padding_mask(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, 1, 1, L)`` boolean, ``True`` at real tokens (keys that may be attended to)."""
@@ -190,21 +218,21 @@ class BERT(nn.Module):
 
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
         """The sequence summary BERT classifies: ``tanh(pooler(hidden[:, 0]))``, the ``[CLS]`` position."""
-        return torch.tanh(self.pooler(hidden[:, 0]))
+        return self.head.pool(hidden)
 
     def classify(self, tokens: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits ``(B, num_classes)`` from the pooled ``[CLS]`` position."""
-        return self.classifier(self.classifier_dropout(self.pool(self.encode(tokens, segments))))
+        return self.head(self.encode(tokens, segments))
 
     def encoder_parameters(self) -> int:
         """Parameters of the embeddings, the encoder stack and the pooler: what published BERT sizes count."""
-        parts = (self.embeddings, self.encoder, self.pooler)
+        parts = (self.embeddings, self.encoder, self.head.pooler)
         return sum(p.numel() for m in parts for p in m.parameters())
 
     @classmethod
-    def bert_base(cls, **overrides) -> "BERT":
-        """BERT-base (uncased): 30,522 WordPiece tokens, 512 positions, 2 segments, 12 layers, 12 heads,
-        ``d_model=768``, ``d_ff=3072``.
+    def bert_base(cls, **overrides) -> BERT:
+        """BERT-base (uncased), ``PRESETS["bert-base"]``: 30,522 WordPiece tokens, 512 positions, 2 segments,
+        12 layers, 12 heads, ``d_model=768``, ``d_ff=3072``.
 
         Embeddings + encoder + pooler (:meth:`encoder_parameters`) come to **109,482,240**, exactly the size of
         the released ``bert-base-uncased`` checkpoint's ``BertModel``:
@@ -219,10 +247,84 @@ class BERT(nn.Module):
         plus the classifier ``768 * C + C`` (1,538 for the default ``C = 2``): 110,106,428 in all. The released
         ``BertForPreTraining`` has a next-sentence head of the same shape as our 2-class classifier.
         """
-        cfg = dict(vocab_size=30522, max_len=512, d_model=768, num_heads=12, num_layers=12, d_ff=3072, dropout=0.1,
-                   num_segments=2, num_classes=2)
-        cfg.update(overrides)
-        return cls(**cfg)
+        return cls(preset("bert-base", **overrides))
+
+    # ---- Hugging Face checkpoints ---------------------------------------------------------------------------------
+    @classmethod
+    def from_hf(cls, source, config=None, **overrides) -> BERT:
+        """A :class:`BERT` holding the weights of a Hugging Face BERT checkpoint, in eval mode.
+
+        ``source``: a ``transformers`` ``BertModel`` / ``BertForMaskedLM`` / ``BertForPreTraining`` /
+        ``BertForSequenceClassification``, its ``state_dict`` (names with or without the ``bert.`` prefix), a
+        ``.safetensors`` file or a folder with ``model.safetensors`` and ``config.json`` (e.g.
+        sentence-transformers/all-MiniLM-L6-v2). ``config``: the ``config.json`` (dict, path or ``BertConfig``)
+        when ``source`` does not carry it. ``overrides`` change fields of the resulting :class:`BERTConfig`
+        (``dropout=0.0``, ``pad_id=...``). The heads a checkpoint lacks (the MLM head of a ``BertModel``, the
+        classifier) keep their fresh initialisation; the names of those parts are in ``model.fresh_parts``.
+        Any tensor that does not fit raises :class:`~labsupport.models.checkpoints.CheckpointError`.
+        """
+        state, hf = read_checkpoint(source, config)
+        classifier = state.get("classifier.weight", state.get("cls.seq_relationship.weight"))
+        cfg = bert_config_from_hf(hf, num_classes=None if classifier is None else classifier.shape[0], **overrides)
+        model = cls(cfg).to(floating_dtype(state))
+        tensors = convert(state, _BERT_RULES, _BERT_IGNORE, what="BERT checkpoint")
+        check_tied(tensors, "mlm_head.embedding.weight", "embeddings.token.weight", "BERT checkpoint")
+        tensors.pop("mlm_head.embedding.weight", None)
+        model.fresh_parts = assign(model, tensors, optional=("head.pooler", "head.classifier", "mlm_head"),
+                                   what="BERT checkpoint")
+        return model.eval()
+
+    @classmethod
+    def from_pretrained(cls, repo_id: str = "bert-base-uncased", **overrides) -> BERT:
+        """Download (or take from the local cache) a BERT from the Hugging Face hub and load it with
+        :meth:`from_hf`. Offline it fails at once and names the offline model of Lab 9."""
+        return cls.from_hf(hub_folder(repo_id), **overrides)
+
+
+def bert_config_from_hf(hf: dict, num_classes: int | None = None, **overrides) -> BERTConfig:
+    """Our :class:`BERTConfig` from a Hugging Face ``BertConfig`` (as a dict)."""
+    if not hf:
+        raise CheckpointError("a BERT checkpoint needs its configuration: pass config= (config.json, a dict or "
+                              "a transformers BertConfig)")
+    if hf.get("position_embedding_type", "absolute") != "absolute":
+        raise CheckpointError(f"position_embedding_type={hf['position_embedding_type']!r}: only absolute (learned) "
+                              "positions are supported")
+    try:
+        cfg = BERTConfig(vocab_size=hf["vocab_size"], max_len=hf["max_position_embeddings"], d_model=hf["hidden_size"],
+                         num_heads=hf["num_attention_heads"], num_layers=hf["num_hidden_layers"],
+                         d_ff=hf["intermediate_size"], dropout=hf.get("hidden_dropout_prob", 0.1),
+                         activation=hf_activation(hf.get("hidden_act", "gelu")),
+                         num_segments=hf.get("type_vocab_size", 2),
+                         num_classes=num_classes or len(hf.get("id2label") or {}) or 2,
+                         pad_id=hf.get("pad_token_id") or 0, layer_norm_eps=hf.get("layer_norm_eps", 1e-12))
+    except KeyError as err:
+        raise CheckpointError(f"the BERT configuration lacks {err.args[0]!r}") from None
+    return dataclasses.replace(cfg, **overrides)
+
+
+_L = r"(?:bert\.)?encoder\.layer\.(\d+)\."
+_BERT_RULES = [
+    (r"(?:bert\.)?embeddings\.word_embeddings\.weight", "embeddings.token.weight"),
+    (r"(?:bert\.)?embeddings\.position_embeddings\.weight", "embeddings.position.weight"),
+    (r"(?:bert\.)?embeddings\.token_type_embeddings\.weight", "embeddings.segment.weight"),
+    (r"(?:bert\.)?embeddings\.LayerNorm\.(weight|bias)", r"embeddings.norm.\1"),
+    (_L + r"attention\.self\.query\.(weight|bias)", r"encoder.layers.\1.self_attn.q_proj.\2"),
+    (_L + r"attention\.self\.key\.(weight|bias)", r"encoder.layers.\1.self_attn.k_proj.\2"),
+    (_L + r"attention\.self\.value\.(weight|bias)", r"encoder.layers.\1.self_attn.v_proj.\2"),
+    (_L + r"attention\.output\.dense\.(weight|bias)", r"encoder.layers.\1.self_attn.out_proj.\2"),
+    (_L + r"attention\.output\.LayerNorm\.(weight|bias)", r"encoder.layers.\1.norm1.\2"),
+    (_L + r"intermediate\.dense\.(weight|bias)", r"encoder.layers.\1.ff.linear1.\2"),
+    (_L + r"output\.dense\.(weight|bias)", r"encoder.layers.\1.ff.linear2.\2"),
+    (_L + r"output\.LayerNorm\.(weight|bias)", r"encoder.layers.\1.norm2.\2"),
+    (r"(?:bert\.)?pooler\.dense\.(weight|bias)", r"head.pooler.\1"),
+    (r"classifier\.(weight|bias)", r"head.classifier.\1"),                 # BertForSequenceClassification
+    (r"cls\.seq_relationship\.(weight|bias)", r"head.classifier.\1"),     # BertForPreTraining's next-sentence head
+    (r"cls\.predictions\.transform\.dense\.(weight|bias)", r"mlm_head.dense.\1"),
+    (r"cls\.predictions\.transform\.LayerNorm\.(weight|bias)", r"mlm_head.norm.\1"),
+    (r"cls\.predictions\.(?:decoder\.)?bias", "mlm_head.bias"),
+    (r"cls\.predictions\.decoder\.weight", "mlm_head.embedding.weight"),  # tied to the token embedding
+]
+_BERT_IGNORE = (r"(?:bert\.)?embeddings\.(position_ids|token_type_ids)",)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -19,39 +19,45 @@ import math
 import torch
 from torch import nn
 
-from labsupport.attention import causal_mask, key_padding_mask
+from labsupport.attention import causal_mask, key_padding_mask, record_attention
 from labsupport.blocks import Decoder, Encoder
+from labsupport.models.config import Seq2SeqConfig, make_config, preset
 from labsupport.positional import SinusoidalPositionalEncoding
 
 __all__ = ["Seq2SeqTransformer"]
 
 
 class Seq2SeqTransformer(nn.Module):
-    """Encoder-decoder Transformer built from :class:`labsupport.blocks.Encoder` and :class:`~labsupport.blocks.Decoder`.
+    """Encoder-decoder Transformer built from :class:`~labsupport.blocks.Encoder` and
+    :class:`~labsupport.blocks.Decoder`.
 
+    Configured by :class:`~labsupport.models.config.Seq2SeqConfig` (keywords, or the dataclass).
     ``share_embeddings``: source and target use one embedding table (needs ``src_vocab == tgt_vocab``, a shared
     vocabulary as in the paper). ``tie_output``: the output projection reuses the target embedding matrix (the
     paper does both: "we share the same weight matrix between the two embedding layers and the pre-softmax
-    linear transformation"). ``norm_first=False`` is the paper's post-norm; pre-norm adds a final norm to each stack.
+    linear transformation"). ``norm_first=False`` is the paper's post-norm; pre-norm adds a final norm to each
+    stack, and ``final_norms=True`` adds them to post-norm too, as stock ``nn.Transformer`` has them.
     """
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, d_model: int = 128, num_heads: int = 4,
-                 num_encoder_layers: int = 2, num_decoder_layers: int = 2, d_ff: int = 512, dropout: float = 0.1,
-                 max_len: int = 256, norm_first: bool = False, share_embeddings: bool = False,
-                 tie_output: bool = False, src_pad_id: int = 0, tgt_pad_id: int = 0, activation: str = "relu"):
+    def __init__(self, config: Seq2SeqConfig | None = None, /, **fields):
         super().__init__()
-        if share_embeddings and src_vocab != tgt_vocab:
-            raise ValueError(f"share_embeddings needs one vocabulary, got src_vocab={src_vocab}, tgt_vocab={tgt_vocab}")
-        self.d_model, self.max_len = d_model, max_len
-        self.src_pad_id, self.tgt_pad_id = src_pad_id, tgt_pad_id
-        self.src_embed = nn.Embedding(src_vocab, d_model)
-        self.tgt_embed = self.src_embed if share_embeddings else nn.Embedding(tgt_vocab, d_model)
-        self.pos = SinusoidalPositionalEncoding(d_model, max_len, dropout)
-        self.encoder = Encoder(num_encoder_layers, d_model, num_heads, d_ff, dropout, activation, norm_first)
-        self.decoder = Decoder(num_decoder_layers, d_model, num_heads, d_ff, dropout, activation, norm_first)
-        self.generator = nn.Linear(d_model, tgt_vocab)
+        self.config = cfg = make_config(Seq2SeqConfig, config, fields)
+        if cfg.share_embeddings and cfg.src_vocab != cfg.tgt_vocab:
+            raise ValueError(f"share_embeddings needs one vocabulary, got src_vocab={cfg.src_vocab}, "
+                             f"tgt_vocab={cfg.tgt_vocab}")
+        self.d_model, self.max_len = cfg.d_model, cfg.max_len
+        self.src_pad_id, self.tgt_pad_id = cfg.src_pad_id, cfg.tgt_pad_id
+        self.src_embed = nn.Embedding(cfg.src_vocab, cfg.d_model)
+        self.tgt_embed = self.src_embed if cfg.share_embeddings else nn.Embedding(cfg.tgt_vocab, cfg.d_model)
+        self.pos = SinusoidalPositionalEncoding(cfg.d_model, cfg.max_len, dropout=cfg.dropout)
+        stack = dict(d_model=cfg.d_model, num_heads=cfg.num_heads, d_ff=cfg.d_ff, dropout=cfg.dropout,
+                     activation=cfg.activation, norm_first=cfg.norm_first, layer_norm_eps=cfg.layer_norm_eps,
+                     final_norm=cfg.final_norms)
+        self.encoder = Encoder(num_layers=cfg.num_encoder_layers, **stack)
+        self.decoder = Decoder(num_layers=cfg.num_decoder_layers, **stack)
+        self.generator = nn.Linear(cfg.d_model, cfg.tgt_vocab)
         self._reset_parameters()
-        if tie_output:
+        if cfg.tie_output:
             self.generator.weight = self.tgt_embed.weight
 
     def _reset_parameters(self) -> None:
@@ -97,19 +103,20 @@ class Seq2SeqTransformer(nn.Module):
         memory = self.encode(src, src_mask)
         return self.decode(tgt, memory, tgt_mask, src_mask)
 
-    def cross_attention(self, layer: int = -1) -> torch.Tensor | None:
-        """The cross-attention weights ``(B, H, Lt, Ls)`` of decoder block ``layer`` from the last forward pass."""
-        return self.decoder.layers[layer].cross_attn_weights
+    @torch.no_grad()
+    def cross_attention(self, src: torch.Tensor, tgt: torch.Tensor, layer: int = -1) -> torch.Tensor:
+        """The cross-attention weights ``(B, H, Lt, Ls)`` of decoder block ``layer`` when the model reads ``src``
+        and the decoder input ``tgt`` (one teacher-forced pass; see :func:`labsupport.attention.record_attention`)."""
+        with record_attention(self.decoder) as maps:
+            self(src, tgt)
+        return maps[f"layers.{layer % len(self.decoder.layers)}.cross_attn"]
 
     # ---- the paper's configuration -----------------------------------------------------------------------------
     @classmethod
-    def paper_base(cls, vocab_size: int = 37000, **overrides) -> "Seq2SeqTransformer":
-        """The "base" model of Vaswani et al. (2017): a shared 37,000-token byte-pair vocabulary (English-German),
-        ``d_model=512``, 8 heads, 6 + 6 layers, ``d_ff=2048``, dropout 0.1, post-norm, all three embedding
-        matrices shared. That is 63.1 million parameters by this count (output bias included); the paper's
-        Table 3 lists 65M.
+    def paper_base(cls, vocab_size: int = 37000, **overrides) -> Seq2SeqTransformer:
+        """The "base" model of Vaswani et al. (2017), ``PRESETS["transformer-base"]``: a shared 37,000-token
+        byte-pair vocabulary (English-German), ``d_model=512``, 8 heads, 6 + 6 layers, ``d_ff=2048``, dropout 0.1,
+        post-norm, all three embedding matrices shared. That is 63.1 million parameters by this count (output bias
+        included); the paper's Table 3 lists 65M.
         """
-        cfg = dict(d_model=512, num_heads=8, num_encoder_layers=6, num_decoder_layers=6, d_ff=2048, dropout=0.1,
-                   max_len=5000, norm_first=False, share_embeddings=True, tie_output=True)
-        cfg.update(overrides)
-        return cls(vocab_size, vocab_size, **cfg)
+        return cls(preset("transformer-base", src_vocab=vocab_size, tgt_vocab=vocab_size, **overrides))
