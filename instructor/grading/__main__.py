@@ -1,0 +1,5 @@
+import sys
+
+from instructor.grading.cli import main
+
+sys.exit(main())
