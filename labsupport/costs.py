@@ -62,7 +62,8 @@ def decoder_layer_params(d_model: int, d_ff: int, bias: bool = True, cross_atten
     """One decoder block: masked self-attention, cross-attention (if any), feed-forward network, layer norms."""
     n_attn = 2 if cross_attention else 1
     n_norm = 3 if cross_attention else 2
-    return n_attn * attention_params(d_model, bias) + ffn_params(d_model, d_ff, bias) + n_norm * layer_norm_params(d_model)
+    return (n_attn * attention_params(d_model, bias) + ffn_params(d_model, d_ff, bias)
+            + n_norm * layer_norm_params(d_model))
 
 
 def non_embedding_params(n_layers: int, d_model: int, d_ff: int | None = None) -> int:
@@ -119,7 +120,8 @@ def seq2seq_params(vocab_size: int = 37000, d_model: int = 512, n_encoder_layers
         emb = vocab_size * d_model
     else:
         emb = vocab_size * d_model + 2 * tgt_vocab_size * d_model  # source, target and output matrices
-    n = emb + n_encoder_layers * encoder_layer_params(d_model, d_ff) + n_decoder_layers * decoder_layer_params(d_model, d_ff)
+    n = (emb + n_encoder_layers * encoder_layer_params(d_model, d_ff)
+         + n_decoder_layers * decoder_layer_params(d_model, d_ff))
     n += 2 * layer_norm_params(d_model) if final_norms else 0
     n += tgt_vocab_size if output_bias else 0
     return n

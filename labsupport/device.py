@@ -8,11 +8,18 @@ Every lab starts with::
 
 and never names ``"cuda"`` itself, so the same notebook runs on a laptop CPU, on Binder, on an Apple GPU
 (``mps``) or on an NVIDIA GPU without edits.
+
+Two helpers for measuring on a shared machine: :class:`torch_threads` (how many CPU threads PyTorch uses, for a
+block of code or a function) and :func:`time_call` (the time of one call, after warm-up, synchronising the GPU).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import statistics
+import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -66,3 +73,51 @@ def describe(device: torch.device | None = None) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return device.type
+
+
+class torch_threads(contextlib.ContextDecorator):
+    """Run a block, or every call of a function, on ``n`` CPU threads, then restore the previous number.
+
+    Tiny models are as fast on one thread, and on a shared machine (a JupyterHub, a grading server, a laptop
+    running other work) PyTorch's waiting threads would otherwise slow them down many times::
+
+        with torch_threads(1):
+            train(...)
+
+        @torch_threads(1)
+        def check(...): ...
+    """
+
+    def __init__(self, n: int = 1):
+        self.n, self._saved = n, []
+
+    def __enter__(self):
+        self._saved.append(torch.get_num_threads())
+        torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self._saved.pop())
+        return False
+
+
+def time_call(fn: Callable, repeats: int = 5, warmup: int = 1, device: torch.device | None = None,
+              reduce: Callable = statistics.median) -> float:
+    """Seconds per call of ``fn()``: ``warmup`` untimed calls, then ``reduce`` (median; ``min`` for the best) of
+    ``repeats`` timed ones. On a GPU the work queued by each call is waited for (``torch.cuda.synchronize``)."""
+    cuda = device is not None and torch.device(device).type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return reduce(times)

@@ -1,6 +1,6 @@
 """Training, evaluation, decoding and sampling: the parts every training lab shares (Labs 5-8).
 
-* :func:`smoke_steps`            caps the number of steps when ``LABSUPPORT_SMOKE=1`` (grading-pipeline tests)
+* :func:`max_steps`              the number of steps :func:`train` runs: ``LABSUPPORT_MAX_STEPS`` may cap it
 * :func:`warmup_inverse_sqrt`    the learning-rate schedule of Vaswani et al. (2017), often called "Noam"
 * :func:`make_warmup_scheduler`  that schedule as a ``torch.optim.lr_scheduler.LambdaLR``
 * :class:`LabelSmoothingLoss`    cross-entropy against a smoothed target distribution
@@ -14,36 +14,37 @@ the model) lives in the ``step_fn`` the lab writes, not in here.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
-    "SMOKE_ENV", "smoke_mode", "smoke_steps", "warmup_inverse_sqrt", "make_warmup_scheduler", "warmup_cosine",
+    "MAX_STEPS_ENV", "max_steps", "warmup_inverse_sqrt", "make_warmup_scheduler", "warmup_cosine",
     "make_warmup_cosine_scheduler", "LabelSmoothingLoss",
-    "History", "train", "greedy_decode", "sample", "top_k_filter", "report_result",
+    "History", "train", "greedy_decode", "sample", "top_k_filter",
 ]
 
-#: Environment variable of the grading pipeline: when set to 1, :func:`train` runs only a handful of steps.
-SMOKE_ENV = "LABSUPPORT_SMOKE"
-SMOKE_MAX_STEPS = 3
+#: Environment variable: an integer that caps the optimisation steps of every training loop of this module
+#: (e.g. ``LABSUPPORT_MAX_STEPS=3`` to run a lab's code paths in seconds, without its results).
+MAX_STEPS_ENV = "LABSUPPORT_MAX_STEPS"
 
 
-def smoke_mode() -> bool:
-    """True when ``LABSUPPORT_SMOKE=1`` (the autograding tests run the labs with almost no training)."""
-    return os.environ.get(SMOKE_ENV, "") not in ("", "0")
-
-
-def smoke_steps(steps: int) -> int:
-    """``min(steps, 3)`` in smoke mode, otherwise ``steps``."""
-    return min(steps, SMOKE_MAX_STEPS) if smoke_mode() else steps
+def max_steps(steps: int) -> int:
+    """The number of steps :func:`train` runs when asked for ``steps``: ``min(steps, LABSUPPORT_MAX_STEPS)`` when
+    that variable is set, otherwise ``steps``. A lab can compare the two to know whether it trained in full."""
+    cap = os.environ.get(MAX_STEPS_ENV, "").strip()
+    if not cap:
+        return steps
+    try:
+        return min(steps, int(cap))
+    except ValueError:
+        raise ValueError(f"{MAX_STEPS_ENV} must be an integer, got {cap!r}") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -160,30 +161,25 @@ class History:
         return plot_curves(curves, xlabel="step", ylabel=ylabel, ax=ax, title=title, hline=hline)
 
 
-def _batch_source(batches) -> Callable:
-    """Turn a callable, an iterator or a re-iterable collection into a function returning the next batch."""
+def _endless(batches: Iterable):
+    """Yield the batches of ``batches`` forever: an iterator (a generator) is used as it is; a re-iterable
+    collection (a list, a ``DataLoader``, which reshuffles each epoch) is iterated again when it ends."""
     if callable(batches) and not hasattr(batches, "__iter__"):
-        return batches
-    if hasattr(batches, "__next__"):  # an iterator: used as it is (restarted when exhausted only if re-iterable)
-        it = batches
-        return lambda: next(it)
-    it = itertools.cycle(batches) if isinstance(batches, (list, tuple)) else _cycle_iterable(batches)
-    return lambda: next(it)
-
-
-def _cycle_iterable(iterable):
-    while True:  # re-iterate (a DataLoader reshuffles each epoch) instead of caching like itertools.cycle
+        raise TypeError("train() takes an iterable of batches, not a function: write a generator "
+                        "(`while True: yield make_batch()`) or pass (make_batch() for _ in range(steps))")
+    while True:
         empty = True
-        for item in iterable:
+        for item in batches:
             empty = False
             yield item
         if empty:
-            raise ValueError("train(): the batches iterable is empty")
+            raise ValueError("train(): the batches ran out (an iterator that ended, or an empty collection); "
+                             "give an endless iterator or a collection to cycle")
 
 
 def train(
     model: nn.Module,
-    batches,
+    batches: Iterable,
     step_fn: Callable,
     optimizer: torch.optim.Optimizer,
     steps: int,
@@ -196,16 +192,18 @@ def train(
 ) -> History:
     """Train ``model`` for ``steps`` updates and return a :class:`History`.
 
-    ``batches``: a callable returning a batch, an iterator, or an iterable that is cycled (a list, a DataLoader).
+    ``batches``: an iterable of batches, the one convention of the course's data: an endless iterator (every
+    ``batches(...)`` method of :mod:`labsupport.data` returns one), or a collection that is cycled (a list, a
+    ``DataLoader``).
     ``step_fn(model, batch)`` returns the scalar loss of one batch (the lab's own code: masks, shifting, loss).
     ``eval_fn(model)`` returns a dict of metrics; it runs every ``eval_every`` steps and after the last step, in
     ``model.eval()`` mode without gradients. ``clip`` is the maximum gradient norm (``None``: no clipping).
-    In smoke mode (``LABSUPPORT_SMOKE=1``) ``steps`` is capped to 3.
+    ``LABSUPPORT_MAX_STEPS`` caps ``steps`` (:func:`max_steps`).
     """
     from tqdm.auto import tqdm
 
-    steps = smoke_steps(steps)
-    next_batch = _batch_source(batches)
+    steps = max_steps(steps)
+    stream = _endless(batches)
     history = History()
     start = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, disable=not progress, mininterval=0.5, leave=True)
@@ -221,7 +219,7 @@ def train(
     model.train()
     try:
         for step in range(1, steps + 1):
-            batch = next_batch()
+            batch = next(stream)
             loss = step_fn(model, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the loss became {loss.item()} at step {step}: lower the learning rate "
@@ -325,23 +323,3 @@ def sample(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature
         idx = torch.cat([idx, nxt], dim=1)
     model.train(was_training)
     return idx
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The result line that `make bench` (labsupport.bench) reads from each training lab
-# ----------------------------------------------------------------------------------------------------------------
-def report_result(metric: str, value: float, bar: float, higher_is_better: bool = True, digits: int = 1,
-                  unit: str = "") -> bool:
-    """Print the lab's quality line, ``RESULT: metric=value bar>=bar`` (or ``bar<=``), and return whether the
-    bar is reached. ``make bench`` scans the executed notebook for lines starting with ``RESULT:``.
-
-    Values are rounded to ``digits`` decimals so the printed line is stable under nbval. Example::
-
-        ok = report_result("exact_match", 100 * acc, 99.0, unit="%")   # RESULT: exact_match=99.7% bar>=99.0%
-        assert ok, "the model did not reach the bar"
-    """
-    metric = metric.replace(" ", "_")
-    op = ">=" if higher_is_better else "<="
-    ok = value >= bar if higher_is_better else value <= bar
-    print(f"RESULT: {metric}={value:.{digits}f}{unit} bar{op}{bar:.{digits}f}{unit}")
-    return bool(ok)

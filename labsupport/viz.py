@@ -7,14 +7,20 @@ Explorers (:func:`explorer`) use ipywidgets in a live notebook and fall back to 
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from labsupport.checks import to_numpy
 
 STATIC_ENV = "LABSUPPORT_STATIC"
+
+
+def to_numpy(x) -> np.ndarray:
+    """A tensor (on any device, with or without gradient) or an array-like as a NumPy array."""
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
 
 
 def attention_heatmap(
@@ -71,7 +77,8 @@ def attention_heads(weights, labels: Sequence[str] | None = None, titles: Sequen
         if h >= H:
             ax.axis("off")
             continue
-        attention_heatmap(w[h], labels, ax=ax, title=titles[h] if titles else f"head {h}", annotate=False, colorbar=False)
+        attention_heatmap(w[h], labels, ax=ax, title=titles[h] if titles else f"head {h}", annotate=False,
+                          colorbar=False)
         if h % ncols:
             ax.set_ylabel("")
     fig.tight_layout()

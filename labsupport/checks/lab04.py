@@ -327,7 +327,7 @@ def check_encoder_block(EncoderBlock) -> None:
             raise CheckFailed(f"Could not copy nn.TransformerEncoderLayer's weights into your EncoderBlock ({err}). Keep "
                               "the attribute names of the given __init__ (self_attn, ff, norm1, norm2).") from None
         blk.eval()
-        refblk = ref.EncoderBlock(D, H, Dff, dropout=0.0, norm_first=norm_first).load_from_torch(layer).eval()
+        refblk = ref.EncoderBlock(d_model=D, num_heads=H, d_ff=Dff, dropout=0.0, norm_first=norm_first).load_from_torch(layer).eval()
         kind = "pre-norm" if norm_first else "post-norm"
         with torch.no_grad():
             for name, mask, tmask in (("no mask", None, None), ("a padding mask", pad, to_torch_mask(pad[:, 0, 0])),):
@@ -410,7 +410,7 @@ def check_decoder_block(DecoderBlock) -> None:
             raise CheckFailed(f"Could not copy nn.TransformerDecoderLayer's weights into your DecoderBlock ({err}). Keep "
                               "the attribute names of the given __init__ (self_attn, cross_attn, ff, norm1..norm3).") from None
         blk.eval()
-        refblk = ref.DecoderBlock(D, H, Dff, dropout=0.0, norm_first=norm_first).load_from_torch(layer).eval()
+        refblk = ref.DecoderBlock(d_model=D, num_heads=H, d_ff=Dff, dropout=0.0, norm_first=norm_first).load_from_torch(layer).eval()
         kind = "pre-norm" if norm_first else "post-norm"
         with torch.no_grad():
             got = _call_ctx(blk, "DecoderBlock.forward", x, mem, sm, mm, context=ctx)

@@ -270,8 +270,8 @@ def tiny_model(seed: int = 0, vocab: int = 12):
     from labsupport.models import Seq2SeqTransformer
 
     torch.manual_seed(seed)
-    m = Seq2SeqTransformer(vocab, vocab, d_model=32, num_heads=4, num_encoder_layers=1, num_decoder_layers=1,
-                           d_ff=64, dropout=0.0, max_len=32).eval()
+    m = Seq2SeqTransformer(src_vocab=vocab, tgt_vocab=vocab, d_model=32, num_heads=4, num_encoder_layers=1,
+                           num_decoder_layers=1, d_ff=64, dropout=0.0, max_len=32).eval()
     with torch.no_grad():
         m.generator.weight.mul_(4.0)  # sharper, more varied predictions
     return m

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from labsupport.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from labsupport.attention import AttentionCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from labsupport.checks import CheckFailed, call, compare, describe_value, expect, one_thread, passed
 
 __all__ = ["check_bigram_loss", "check_gpt_block_forward", "check_sample_next", "check_attend_with_cache",
@@ -97,7 +97,7 @@ def tiny_block(seed: int = 0, d_model: int = 16, num_heads: int = 4):
     from labsupport.models.gpt import GPTBlock
 
     torch.manual_seed(seed)
-    block = GPTBlock(d_model, num_heads, 4 * d_model, dropout=0.0).eval()
+    block = GPTBlock(d_model=d_model, num_heads=num_heads, d_ff=4 * d_model, dropout=0.0).eval()
     with torch.no_grad():
         for norm in (block.norm1, block.norm2):
             norm.weight.uniform_(0.5, 1.5)
@@ -231,17 +231,12 @@ def check_sample_next(sample_next) -> None:
 def reference_attend_with_cache(attn, x, past_k=None, past_v=None):
     """Causal self-attention of the new positions ``x (B, L, D)`` with cached keys/values ``(B, H, T, D/H)``.
 
-    Returns ``(output (B, L, D), keys (B, H, T + L, D/H), values (B, H, T + L, D/H))``.
+    Returns ``(output (B, L, D), keys (B, H, T + L, D/H), values (B, H, T + L, D/H))``: the library's cached
+    attention (:class:`labsupport.attention.AttentionCache`), the one the GPT of the lab runs.
     """
-    q = attn.split_heads(attn.q_proj(x))
-    k = attn.split_heads(attn.k_proj(x))
-    v = attn.split_heads(attn.v_proj(x))
-    if past_k is not None:
-        k = torch.cat([past_k, k], dim=2)
-        v = torch.cat([past_v, v], dim=2)
-    mask = causal_mask(q.shape[2], k.shape[2], device=x.device)
-    out, _ = scaled_dot_product_attention(q, k, v, mask)
-    return attn.out_proj(attn.merge_heads(out)), k, v
+    cache = AttentionCache(past_k, past_v)
+    out, _ = attn(x, is_causal=True, cache=cache, need_weights=False)
+    return out, cache.keys, cache.values
 
 
 def _call_cached(fn, attn, x, k, v, what):

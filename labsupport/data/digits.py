@@ -34,7 +34,7 @@ class DigitsSplit:
     mean: float  #: pixel mean of the training images (after scaling to [0, 1])
     std: float  #: pixel standard deviation of the training images
 
-    def to(self, device) -> "DigitsSplit":
+    def to(self, device) -> DigitsSplit:
         """The same split with every tensor on ``device``."""
         return DigitsSplit(self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
                            self.y_test.to(device), self.mean, self.std)
@@ -105,7 +105,7 @@ def random_shift(x: torch.Tensor, max_shift: int = 1, fill: float | None = None,
 
 
 class DigitBatches:
-    """A callable that returns a random training batch ``(images, labels)`` each time it is called.
+    """An endless iterator of random training batches ``(images, labels)``: ``next(batches)``.
 
     Images are drawn with replacement from ``x, y`` with a seeded generator (reproducible), and moved by up to
     ``max_shift`` pixels (``max_shift=0``: no augmentation). Pass it as ``batches`` to
@@ -116,7 +116,10 @@ class DigitBatches:
         self.x, self.y, self.batch_size, self.max_shift = x, y, batch_size, max_shift
         self.generator = torch.Generator().manual_seed(seed)
 
-    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(0, len(self.x), (self.batch_size,), generator=self.generator).to(self.x.device)
         xb = self.x[idx]
         if self.max_shift:

@@ -86,20 +86,17 @@ class TopicTask:
         return self.tokenizer.decode(ids, skip_specials=skip_specials, stop_at_eos=False)
 
     def pretrain_batches(self, batch_size: int, seed: int = 0):
-        """A callable returning ``batch_size`` random pretraining windows ``(B, window + 2)`` (seeded, on the CPU)."""
+        """An endless iterator of ``batch_size`` random pretraining windows ``(B, window + 2)`` (seeded, CPU)."""
         g = torch.Generator().manual_seed(seed)
-        data = self.pretrain
-        return lambda: data[torch.randint(len(data), (batch_size,), generator=g)]
+        while True:
+            yield self.pretrain[torch.randint(len(self.pretrain), (batch_size,), generator=g)]
 
     def labelled_batches(self, batch_size: int, seed: int = 0):
-        """A callable returning random labelled batches ``(tokens (B, window + 2), labels (B,))`` (seeded)."""
+        """An endless iterator of random labelled batches ``(tokens (B, window + 2), labels (B,))`` (seeded)."""
         g = torch.Generator().manual_seed(seed)
-
-        def next_batch():
+        while True:
             idx = torch.randint(len(self.train_x), (batch_size,), generator=g)
-            return self.train_x[idx], self.train_y[idx]
-
-        return next_batch
+            yield self.train_x[idx], self.train_y[idx]
 
     def __repr__(self) -> str:
         return (f"TopicTask({len(self.classes)} classes, window={self.window} words, vocabulary {self.vocab_size:,},\n"

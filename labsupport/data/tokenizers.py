@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -152,7 +152,7 @@ class CharTokenizer(Tokenizer):
     """
 
     @classmethod
-    def from_text(cls, text: str, specials: Sequence[str] = SPECIALS) -> "CharTokenizer":
+    def from_text(cls, text: str, specials: Sequence[str] = SPECIALS) -> CharTokenizer:
         return cls(sorted(set(text)), specials)
 
     def split(self, text: str) -> list[str]:
@@ -184,7 +184,7 @@ class WordTokenizer(Tokenizer):
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], min_count: int = 1, max_size: int | None = None,
-                   specials: Sequence[str] = SPECIALS, **kwargs) -> "WordTokenizer":
+                   specials: Sequence[str] = SPECIALS, **kwargs) -> WordTokenizer:
         """The vocabulary of ``texts``: tokens seen at least ``min_count`` times, the most frequent first (ties
         alphabetically), at most ``max_size`` of them (specials not counted)."""
         probe = cls([], specials, **kwargs)

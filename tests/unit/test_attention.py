@@ -29,7 +29,8 @@ def test_softmax_matches_torch_and_is_stable():
     for shape in [(5,), (3, 7), (2, 3, 4)]:
         x = rng.normal(size=shape) * 30
         for axis in range(-len(shape), len(shape)):
-            np.testing.assert_allclose(A.softmax_np(x, axis), torch.softmax(torch.from_numpy(x), axis).numpy(), atol=1e-12)
+            want = torch.softmax(torch.from_numpy(x), axis).numpy()
+            np.testing.assert_allclose(A.softmax_np(x, axis), want, atol=1e-12)
     big = np.array([1000.0, 1001.0, -1e6])
     out = A.softmax_np(big)
     assert np.isfinite(out).all() and out.sum() == pytest.approx(1.0)
@@ -102,7 +103,8 @@ def test_causal_attention_ignores_the_future():
     assert not torch.allclose(out1[0, 4:], out2[0, 4:])
 
 
-@pytest.mark.parametrize("d_model,heads,lq,lk,bias", [(8, 1, 3, 3, True), (16, 4, 5, 7, True), (32, 8, 6, 6, False), (12, 3, 1, 9, True)])
+@pytest.mark.parametrize("d_model,heads,lq,lk,bias",
+                         [(8, 1, 3, 3, True), (16, 4, 5, 7, True), (32, 8, 6, 6, False), (12, 3, 1, 9, True)])
 @pytest.mark.parametrize("masking", ["none", "causal", "padding", "both"])
 def test_multihead_matches_torch(d_model, heads, lq, lk, bias, masking):
     torch.manual_seed(d_model + heads + lq)
@@ -150,3 +152,75 @@ def test_multihead_dropout_only_in_training():
     torch.testing.assert_close(mha(x)[0], mha(x)[0])
     mha.train()
     assert not torch.allclose(mha(x)[0], mha(x)[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The fused path, the KV cache, attention maps on request
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch,lq,lk,dk,dv", SHAPES)
+@pytest.mark.parametrize("masking", ["none", "causal", "padding", "random"])
+def test_reference_attention_equals_fused_kernel(batch, lq, lk, dk, dv, masking):
+    """The readable twin of Labs 1-2 and F.scaled_dot_product_attention compute the same function (float64)."""
+    rng = np.random.default_rng(7)
+    q, k, v = _torch(*_random_qkv(rng, batch, lq, lk, dk, dv))
+    mask = {"none": None, "causal": A.causal_mask(lq, lk), "padding": A.padding_mask([lk], lk)[0, 0],
+            "random": torch.from_numpy(rng.random((lq, lk)) > 0.3)}[masking]
+    ours, _ = A.scaled_dot_product_attention(q, k, v, mask)
+    torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("masking", ["none", "causal", "padding", "both", "is_causal"])
+def test_multihead_fused_path_equals_reference(masking):
+    torch.manual_seed(3)
+    mha = A.MultiHeadAttention(16, 4).double().eval()
+    x = torch.randn(3, 6, 16, dtype=torch.float64)
+    causal, pad = A.causal_mask(6), A.padding_mask([6, 4, 1], 6)
+    mask = {"none": None, "causal": causal, "padding": pad, "both": causal & pad, "is_causal": None}[masking]
+    is_causal = masking == "is_causal"
+    fused, none = mha(x, mask=mask, is_causal=is_causal, need_weights=False)
+    ref, w = mha(x, mask=mask if not is_causal else causal)
+    assert none is None and w.shape == (3, 4, 6, 6)
+    torch.testing.assert_close(fused, ref, atol=1e-12, rtol=0)
+    # is_causal together with a padding mask: the two are combined
+    torch.testing.assert_close(mha(x, mask=pad, is_causal=True, need_weights=False)[0], mha(x, mask=causal & pad)[0],
+                               atol=1e-12, rtol=0)
+
+
+def test_cross_attention_fused_path_equals_reference():
+    torch.manual_seed(4)
+    mha = A.MultiHeadAttention(12, 3).double().eval()
+    q, mem = torch.randn(2, 4, 12, dtype=torch.float64), torch.randn(2, 7, 12, dtype=torch.float64)
+    pad = A.padding_mask([7, 3], 7)
+    torch.testing.assert_close(mha(q, mem, mem, pad, need_weights=False)[0], mha(q, mem, mem, pad)[0],
+                               atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_attention_cache_prefill_steps_and_chunks_equal_full_attention(need_weights):
+    torch.manual_seed(5)
+    mha = A.MultiHeadAttention(16, 4).eval()
+    seq = torch.randn(2, 9, 16)
+    full = mha(seq, is_causal=True, need_weights=False)[0]
+    cache = A.AttentionCache()
+    parts = [mha(seq[:, :3], is_causal=True, cache=cache, need_weights=need_weights)[0]]  # prefill
+    assert cache.length == 3 and cache.keys.shape == (2, 4, 3, 4)
+    for t in (3, 4):  # one token at a time
+        parts.append(mha(seq[:, t:t + 1], is_causal=True, cache=cache, need_weights=need_weights)[0])
+    parts.append(mha(seq[:, 5:9], is_causal=True, cache=cache, need_weights=need_weights)[0])  # a chunk of 4
+    assert cache.length == 9 and cache.nbytes() == 2 * 2 * 4 * 9 * 4 * 4
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=0)
+
+
+def test_record_attention_gives_maps_on_request_only():
+    torch.manual_seed(6)
+    model = nn.ModuleDict({"a": A.MultiHeadAttention(8, 2), "b": A.MultiHeadAttention(8, 4)})
+    x = torch.randn(2, 5, 8)
+    assert model["a"](x, need_weights=False)[1] is None
+    with A.record_attention(model) as maps:
+        out = model["a"](x, need_weights=False)[0]  # recorded although the caller did not ask
+        model["b"](x, is_causal=True, need_weights=False)
+    assert set(maps) == {"a", "b"} and maps["a"].shape == (2, 2, 5, 5) and maps["b"].shape == (2, 4, 5, 5)
+    assert not maps["a"].requires_grad
+    torch.testing.assert_close(maps["b"][..., 0, 1:], torch.zeros(2, 4, 4))  # causal
+    torch.testing.assert_close(out, model["a"](x, need_weights=False)[0])
+    assert model["a"].recorder is None and model["b"].recorder is None

@@ -1,15 +1,12 @@
-"""labsupport.models.bert / vit and labsupport.data.digits: shapes, full-size parameter counts, equality with models
-built from PyTorch's own layers (copied weights), BERT's masking rules, padding invariance, patch order."""
+"""labsupport.models.bert: shapes, full-size parameter counts, equality with PyTorch's own layers (copied weights),
+BERT's masking rules, padding invariance."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labsupport.data.digits import DigitBatches, load_digits_split, random_shift
 from labsupport.models import count_parameters
 from labsupport.models.bert import BERT, IGNORE_INDEX, accuracy, mask_tokens, mlm_loss, mlm_step
-from labsupport.models.vit import ViT, attention_rollout, cls_attention_map, patchify, unpatchify
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -25,9 +22,6 @@ def small_bert(**kw):
     return BERT(**cfg).eval()
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# BERT
-# ----------------------------------------------------------------------------------------------------------------
 def test_bert_shapes_and_tied_embeddings():
     m = small_bert()
     x = torch.randint(5, 50, (3, 10))
@@ -73,7 +67,7 @@ def test_bert_encoder_equals_torch_layers():
     seg = torch.zeros_like(x)
     seg[:, 5:] = 1
     e = m.embeddings
-    emb = F.layer_norm(e.token(x) + e.segment(seg) + e.position.embedding.weight[:9], (32,), e.norm.weight,
+    emb = F.layer_norm(e.token(x) + e.segment(seg) + e.position.weight[:9], (32,), e.norm.weight,
                        e.norm.bias, 1e-12)
     want = torch_layers(emb, src_key_padding_mask=x == PAD)
     got = m.encode(x, seg)
@@ -172,123 +166,3 @@ def test_mlm_step_and_finetune_learn():
     assert loss.item() < 0.5 * first and acc.item() > 0.5
     x = torch.randint(5, 50, (10, 6))
     assert 0.0 <= accuracy(m, x, torch.zeros(10, dtype=torch.long)) <= 1.0
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# ViT
-# ----------------------------------------------------------------------------------------------------------------
-def test_patchify_round_trip_and_order():
-    x = torch.randn(2, 3, 8, 12)
-    p = patchify(x, 4)
-    assert p.shape == (2, 6, 48)
-    assert torch.equal(unpatchify(p, 4, (8, 12), 3), x)
-    # the same order as F.unfold (row-major patches, each flattened channel-first): what a strided conv sees
-    assert torch.equal(p, F.unfold(x, 4, stride=4).transpose(1, 2))
-    # patch 1 is the second patch of the top row
-    assert torch.equal(p[0, 1].view(3, 4, 4), x[0, :, 0:4, 4:8])
-    with pytest.raises(ValueError):
-        patchify(torch.randn(1, 1, 7, 8), 2)
-
-
-def test_vit_shapes_and_b16_count():
-    m = ViT(8, 2, 1, 10, 32, 4, 2).eval()
-    x = torch.randn(4, 1, 8, 8)
-    assert m.embed(x).shape == (4, 17, 32)
-    assert m(x).shape == (4, 10)
-    maps = m.attention_maps()
-    assert len(maps) == 2 and maps[0].shape == (4, 4, 17, 17)
-    with torch.device("meta"):
-        assert count_parameters(ViT.vit_b16()) == 86_567_656
-        assert count_parameters(ViT.vit_b16(factorized_positions=True)) == 86_567_656 - (196 - 28) * 768
-
-
-def test_vit_equals_conv_and_torch_encoder():
-    """Patch embedding = Conv2d(stride p) with the same weights; blocks = nn.TransformerEncoder (pre-norm)."""
-    torch.manual_seed(0)
-    m = ViT(8, 4, 3, 5, 32, 4, 2, d_ff=64, dropout=0.0).eval()
-    conv = nn.Conv2d(3, 32, 4, stride=4)
-    layers = nn.TransformerEncoder(
-        nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, activation="gelu", batch_first=True, norm_first=True,
-                                   layer_norm_eps=1e-6), 2, norm=nn.LayerNorm(32, eps=1e-6),
-        enable_nested_tensor=False).eval()
-    with torch.no_grad():
-        conv.weight.copy_(m.patch_embed.weight.view(32, 3, 4, 4))
-        conv.bias.copy_(m.patch_embed.bias)
-        for ours, theirs in zip(m.encoder.layers, layers.layers):
-            a = ours.self_attn
-            theirs.self_attn.in_proj_weight.copy_(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]))
-            theirs.self_attn.in_proj_bias.copy_(torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]))
-            theirs.self_attn.out_proj.load_state_dict(a.out_proj.state_dict())
-            for name in ("linear1", "linear2"):
-                getattr(theirs, name).load_state_dict(getattr(ours.ff, name).state_dict())
-            theirs.norm1.load_state_dict(ours.norm1.state_dict())
-            theirs.norm2.load_state_dict(ours.norm2.state_dict())
-        layers.norm.load_state_dict(m.encoder.norm.state_dict())
-    x = torch.randn(3, 3, 8, 8)
-    tokens = conv(x).flatten(2).transpose(1, 2)  # (B, 4, 32), row-major
-    pos = torch.cat([m.cls_position[0], m.positions.table()])
-    seq = torch.cat([m.cls_token.expand(3, 1, 32), tokens], 1) + pos
-    want = m.head(layers(seq)[:, 0])
-    torch.testing.assert_close(m(x), want, atol=1e-5, rtol=1e-5)
-
-
-def test_vit_positions_matter():
-    """Without positions a ViT is blind to where patches are: swapping two patches would not change its output."""
-    m = ViT(8, 4, 1, 10, 32, 4, 2, dropout=0.0).eval()
-    x = torch.randn(1, 1, 8, 8)
-    swapped = x.clone()
-    swapped[..., :4, :4], swapped[..., :4, 4:] = x[..., :4, 4:], x[..., :4, :4]
-    assert not torch.allclose(m(x), m(swapped), atol=1e-5)
-    with torch.no_grad():
-        m.cls_position.zero_()
-        for p in m.positions.parameters():
-            p.zero_()
-    torch.testing.assert_close(m(x), m(swapped), atol=1e-5, rtol=1e-5)
-
-
-def test_attention_maps_helpers():
-    w = torch.rand(2, 3, 5, 5).softmax(-1)
-    cam = cls_attention_map(w, 2)
-    assert cam.shape == (2, 2, 2)
-    torch.testing.assert_close(cam.reshape(2, 4), w.mean(1)[:, 0, 1:])
-    r = attention_rollout([w, w])
-    assert r.shape == (2, 5, 5)
-    torch.testing.assert_close(r.sum(-1), torch.ones(2, 5))
-    one = attention_rollout([w], residual=0.0)
-    torch.testing.assert_close(one, w.mean(1))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Digits
-# ----------------------------------------------------------------------------------------------------------------
-def test_digits_split():
-    s = load_digits_split()
-    assert s.x_train.shape == (1347, 1, 8, 8) and s.x_test.shape == (450, 1, 8, 8)
-    assert s.x_train.dtype == torch.float32 and s.y_train.dtype == torch.long
-    assert torch.bincount(s.y_test).tolist() == [44, 46, 44, 46, 45, 46, 45, 45, 44, 45]  # stratified: ~25% each
-    assert abs(s.x_train.mean().item()) < 1e-4 and abs(s.x_train.std().item() - 1) < 1e-3
-    again = load_digits_split()
-    assert torch.equal(again.x_test, s.x_test)
-    # no test image is also a training image
-    train_rows = {tuple(r) for r in s.x_train.flatten(1).tolist()}
-    assert sum(tuple(r) in train_rows for r in s.x_test.flatten(1).tolist()) <= 2  # the data set has a few duplicates
-    raw = load_digits_split(normalize=False)
-    assert raw.x_train.min() >= 0 and raw.x_train.max() <= 1
-    torch.testing.assert_close(s.unnormalize(s.x_test), raw.x_test)
-
-
-def test_random_shift_and_batches():
-    x = torch.zeros(50, 1, 8, 8)
-    x[:, :, 3:5, 3:5] = 1.0
-    g = torch.Generator().manual_seed(0)
-    y = random_shift(x, 1, fill=0.0, generator=g)
-    assert y.shape == x.shape and torch.equal(y.sum((1, 2, 3)), x.sum((1, 2, 3)))  # the blob moves, stays whole
-    centres = {(int(i[0].nonzero()[:, 0].min()), int(i[0].nonzero()[:, 1].min())) for i in y}
-    assert centres <= {(r, c) for r in (2, 3, 4) for c in (2, 3, 4)} and len(centres) > 4
-    assert torch.equal(random_shift(x, 0), x)
-    s = load_digits_split()
-    b = DigitBatches(s.x_train, s.y_train, batch_size=16, seed=0)
-    xb, yb = b()
-    assert xb.shape == (16, 1, 8, 8) and yb.shape == (16,)
-    xb2, _ = DigitBatches(s.x_train, s.y_train, batch_size=16, seed=0)()
-    assert torch.equal(xb, xb2)

@@ -1,13 +1,9 @@
-"""labsupport.device and labsupport.viz."""
-import matplotlib
+"""labsupport.device: device choice, seeding, the thread limiter and the timing helper."""
+import numpy as np
+import pytest
+import torch
 
-matplotlib.use("agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from labsupport import device, viz  # noqa: E402
+from labsupport import device
 
 
 def test_get_device_prefers_available_and_honours_env(monkeypatch):
@@ -36,28 +32,40 @@ def test_set_seed_makes_all_generators_repeat():
     assert a == (random.random(), np.random.rand(), torch.rand(1).item())
 
 
-def test_heatmap_labels_and_values():
-    w = torch.softmax(torch.randn(3, 4), -1)
-    ax = viz.attention_heatmap(w, ["a", "b", "c", "d"], ["x", "y", "z"], title="t")
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c", "d"]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y", "z"]
-    assert len(ax.texts) == 12 and ax.texts[0].get_text() == f"{w[0, 0].item():.2f}"
-    np.testing.assert_allclose(ax.images[0].get_array(), w.numpy(), rtol=1e-6)
-    with pytest.raises(ValueError, match="2-D"):
-        viz.attention_heatmap(torch.zeros(2, 3, 3))
-    plt.close("all")
+def test_torch_threads_as_context_manager_and_decorator():
+    before = torch.get_num_threads()
+    with device.torch_threads(1):
+        assert torch.get_num_threads() == 1
+        with device.torch_threads(2):  # nested: each level restores its own
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+    @device.torch_threads(1)
+    def inside():
+        return torch.get_num_threads()
+
+    assert inside() == 1 and torch.get_num_threads() == before
+    with pytest.raises(KeyError):
+        with device.torch_threads(1):
+            raise KeyError("restored even on an error")
+    assert torch.get_num_threads() == before
 
 
-def test_heads_and_curves_and_static_explorer(monkeypatch):
-    fig = viz.attention_heads(torch.softmax(torch.randn(3, 4, 4), -1), list("abcd"))
-    assert sum(1 for ax in fig.axes if ax.images) == 3
-    ax = viz.plot_curves({"train": [3, 2, 1], "val": [(0, 3.0), (2, 1.5)]}, hline=(2.3, "baseline"))
-    assert len(ax.lines) == 3
-    monkeypatch.setenv(viz.STATIC_ENV, "1")
+def test_time_call_warms_up_and_reduces():
     calls = []
-    assert viz.explorer(lambda d, t: calls.append((d, t)), {"d": [1, 2, 3]}, d=(1, 8), t=0.5) is None
-    assert calls == [(1, 0.5), (2, 0.5), (3, 0.5)]
-    monkeypatch.setenv(viz.STATIC_ENV, "0")
-    w = viz.explorer(lambda d, t: calls.append((d, t)), {"d": [1]}, d=(1, 8), t=0.5)
-    assert type(w).__name__ == "interactive"
-    plt.close("all")
+    clock = iter([0.0, 0.5, 1.0, 1.1, 2.0, 2.3])  # three timed calls: 0.5, 0.1, 0.3 seconds
+
+    def fake_perf_counter():
+        return next(clock)
+
+    import time as _time
+
+    real = _time.perf_counter
+    _time.perf_counter = fake_perf_counter
+    try:
+        median = device.time_call(lambda: calls.append(1), repeats=3, warmup=2)
+    finally:
+        _time.perf_counter = real
+    assert len(calls) == 5 and median == pytest.approx(0.3)
+    assert device.time_call(lambda: None, repeats=3, reduce=min) >= 0

@@ -1,101 +1,18 @@
-"""Seq2SeqTransformer and GPT: shapes, masks, causality, the KV cache, full-size parameter counts."""
+"""labsupport.models.gpt: shapes, causality, the KV cache, sampling with and without it, GPT-2 small's count."""
 import pytest
 import torch
-import torch.nn as nn
 
-from labsupport.models import GPT, KVCache, Seq2SeqTransformer, count_parameters
-from labsupport.training import greedy_decode, sample, top_k_filter
-
+from labsupport.models import GPT, KVCache, count_parameters
+from labsupport.training import sample, top_k_filter
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
-
-
-def small_seq2seq(**kw):
-    torch.manual_seed(0)
-    cfg = dict(d_model=32, num_heads=4, num_encoder_layers=2, num_decoder_layers=2, d_ff=64, dropout=0.0, max_len=64)
-    cfg.update(kw)
-    return Seq2SeqTransformer(20, 23, **cfg).eval()
 
 
 def small_gpt(**kw):
     torch.manual_seed(0)
     cfg = dict(max_len=32, d_model=32, num_heads=4, num_layers=2, dropout=0.0)
     cfg.update(kw)
-    return GPT(17, **cfg).eval()
-
-
-def test_seq2seq_shapes_and_masks():
-    model = small_seq2seq()
-    src = torch.randint(5, 20, (3, 7))
-    src[0, 5:] = 0
-    tgt = torch.randint(5, 23, (3, 6))
-    logits = model(src, tgt)
-    assert logits.shape == (3, 6, 23)
-    assert model.make_src_mask(src).shape == (3, 1, 1, 7) and not model.make_src_mask(src)[0, 0, 0, 6]
-    tm = model.make_tgt_mask(tgt)
-    assert tm.shape == (3, 1, 6, 6) and tm[1, 0].tolist() == torch.ones(6, 6, dtype=torch.bool).tril().tolist()
-    assert model.cross_attention().shape == (3, 4, 6, 7)
-    # padded source positions receive no cross-attention
-    assert model.cross_attention()[0, :, :, 5:].abs().max() == 0
-
-
-def test_seq2seq_padding_does_not_change_outputs():
-    model = small_seq2seq()
-    src = torch.randint(5, 20, (1, 5))
-    tgt = torch.randint(5, 23, (1, 4))
-    a = model(src, tgt)
-    b = model(torch.cat([src, torch.zeros(1, 3, dtype=torch.long)], 1), torch.cat([tgt, torch.zeros(1, 2, dtype=torch.long)], 1))
-    torch.testing.assert_close(a, b[:, :4], atol=1e-5, rtol=1e-5)
-
-
-def test_seq2seq_decoder_is_causal():
-    model = small_seq2seq()
-    src = torch.randint(5, 20, (2, 6))
-    tgt = torch.randint(5, 23, (2, 8))
-    a = model(src, tgt)
-    tgt2 = tgt.clone()
-    tgt2[:, 5] = (tgt2[:, 5] + 1 - 5) % 18 + 5
-    b = model(src, tgt2)
-    torch.testing.assert_close(a[:, :5], b[:, :5], atol=1e-5, rtol=1e-5)
-    assert (a[:, 5:] - b[:, 5:]).abs().max() > 1e-4
-
-
-def test_seq2seq_sharing_and_tying():
-    m = Seq2SeqTransformer(30, 30, d_model=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=1, d_ff=32,
-                           share_embeddings=True, tie_output=True)
-    assert m.src_embed.weight is m.tgt_embed.weight is m.generator.weight
-    untied = Seq2SeqTransformer(30, 30, d_model=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=1, d_ff=32)
-    assert count_parameters(untied) - count_parameters(m) == 2 * 30 * 16
-    with pytest.raises(ValueError):
-        Seq2SeqTransformer(30, 31, share_embeddings=True)
-
-
-def test_greedy_decode_matches_step_by_step_argmax():
-    model = small_seq2seq()
-    src = torch.randint(5, 20, (4, 6))
-    src[1, 4:] = 0
-    ys = greedy_decode(model, src, max_len=7, bos=1, eos=2)
-    assert ys.shape[0] == 4 and ys.shape[1] <= 8 and (ys[:, 0] == 1).all()
-    # teacher-forcing the decoded prefix reproduces each greedy choice (before eos)
-    logits = model(src, ys[:, :-1])
-    choice = logits.argmax(-1)
-    for b in range(4):
-        for t in range(ys.shape[1] - 1):
-            if ys[b, t] == 2 or (t > 0 and (ys[b, 1:t + 1] == 2).any()):
-                break
-            assert choice[b, t] == ys[b, t + 1]
-
-
-def test_paper_base_parameter_count():
-    with torch.device("meta"):
-        model = Seq2SeqTransformer.paper_base()
-    n = count_parameters(model)
-    D, F, V, N = 512, 2048, 37000, 6
-    attn = 4 * (D * D + D)
-    ff = D * F + F + F * D + D
-    expected = V * D + N * (attn + ff + 2 * 2 * D) + N * (2 * attn + ff + 3 * 2 * D) + V  # + output bias
-    assert n == expected == 63_119_496
-    assert abs(n - 65e6) / 65e6 < 0.04  # the paper's Table 3 says 65M
+    return GPT(vocab_size=17, **cfg).eval()
 
 
 def test_gpt_shapes_and_causality():
@@ -111,6 +28,8 @@ def test_gpt_shapes_and_causality():
     assert model.lm_head.weight is model.tok_embed.weight
     with pytest.raises(ValueError, match="max_len"):
         model(torch.zeros(1, 33, dtype=torch.long))
+    with pytest.raises(TypeError, match="keyword arguments"):
+        GPT(17)
 
 
 def test_gpt_cache_forward_equals_full_forward():
@@ -122,7 +41,8 @@ def test_gpt_cache_forward_equals_full_forward():
     assert isinstance(cache, KVCache) and cache.length == 6
     for t in range(6, 10):
         parts.append(model(idx[:, t:t + 1], cache=cache))
-    assert cache.length == 10 and cache.keys[1].shape == (2, 4, 10, 8) and cache.nbytes() == 2 * 2 * 2 * 4 * 10 * 8 * 4
+    assert cache.length == 10 and cache[1].keys.shape == (2, 4, 10, 8) and cache.nbytes() == 2 * 2 * 2 * 4 * 10 * 8 * 4
+    assert len(cache) == 2
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
 
 
@@ -151,9 +71,3 @@ def test_gpt2_small_parameter_count_on_meta():
         model = GPT.gpt2_small()
     assert count_parameters(model) == 124_439_808
     assert model.lm_head.weight is model.tok_embed.weight
-
-
-def test_count_parameters_trainable_only():
-    m = nn.Linear(3, 2)
-    m.bias.requires_grad_(False)
-    assert count_parameters(m) == 8 and count_parameters(m, trainable_only=True) == 6

@@ -19,7 +19,8 @@ def formula_table(max_len, d_model, base=10000.0):
     return pe
 
 
-@pytest.mark.parametrize("max_len,d_model,base", [(1, 2, 1e4), (17, 8, 1e4), (50, 32, 1e4), (9, 7, 1e4), (20, 6, 100.0)])
+@pytest.mark.parametrize("max_len,d_model,base",
+                         [(1, 2, 1e4), (17, 8, 1e4), (50, 32, 1e4), (9, 7, 1e4), (20, 6, 100.0)])
 def test_sinusoidal_matches_formula(max_len, d_model, base):
     got = P.sinusoidal_encoding(max_len, d_model, base)
     assert got.shape == (max_len, d_model) and got.dtype == torch.float32
@@ -53,7 +54,8 @@ def test_relative_offset_is_a_fixed_rotation(d_model, k):
 
 
 def test_offset_rotation_composes():
-    torch.testing.assert_close(P.offset_rotation(3, 16) @ P.offset_rotation(4, 16), P.offset_rotation(7, 16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(P.offset_rotation(3, 16) @ P.offset_rotation(4, 16), P.offset_rotation(7, 16),
+                               atol=1e-5, rtol=0)
     with pytest.raises(ValueError):
         P.offset_rotation(1, 5)
 
@@ -64,10 +66,19 @@ def test_sinusoidal_module_adds_table_with_offset():
     x = torch.randn(3, 7, 12)
     torch.testing.assert_close(m(x), x + P.sinusoidal_encoding(40, 12)[:7])
     torch.testing.assert_close(m(x, offset=5), x + P.sinusoidal_encoding(40, 12)[5:12])
-    with pytest.raises(ValueError, match="max_len"):
+    with pytest.raises(ValueError, match=r"positions 40\.\.40 are outside the table of max_len=40 \(positions 0"):
         m(torch.randn(1, 41, 12))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"positions 40\.\.41 are outside"):
         m(x, offset=35)
+    with pytest.raises(ValueError, match=r"positions -2\.\.-1 are negative"):
+        m(x, offset=-2)
+
+
+def test_out_of_range_message_names_only_the_positions_outside():
+    """A reviewer's case: 1100 positions in a 1024-position table; positions 0..1023 are fine."""
+    m = P.LearnedPositionalEncoding(max_len=1024, d_model=4)
+    with pytest.raises(ValueError, match=r"positions 1024\.\.1099 are outside the table of max_len=1024"):
+        m(torch.zeros(1, 1100, 4))
 
 
 def test_sinusoidal_module_dropout_only_in_training():

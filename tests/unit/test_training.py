@@ -1,4 +1,4 @@
-"""labsupport.training: schedule, label smoothing (pinned to F.cross_entropy), the loop, smoke mode."""
+"""labsupport.training: schedule, label smoothing (pinned to F.cross_entropy), the loop, LABSUPPORT_MAX_STEPS."""
 import math
 
 import pytest
@@ -6,9 +6,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from labsupport import training
-from labsupport.training import (LabelSmoothingLoss, History, make_warmup_scheduler, smoke_steps, train,
-                                 warmup_inverse_sqrt)
+from labsupport.training import (
+    MAX_STEPS_ENV,
+    History,
+    LabelSmoothingLoss,
+    make_warmup_scheduler,
+    max_steps,
+    train,
+    warmup_inverse_sqrt,
+)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
@@ -85,7 +91,7 @@ def _regression():
 
 
 def test_train_reduces_loss_and_records(monkeypatch):
-    monkeypatch.delenv("LABSUPPORT_SMOKE", raising=False)
+    monkeypatch.delenv(MAX_STEPS_ENV, raising=False)
     model, batches, step_fn, x, y = _regression()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     evals = []
@@ -109,18 +115,28 @@ def test_train_reduces_loss_and_records(monkeypatch):
     plt.close("all")
 
 
-def test_train_accepts_callable_and_iterator(monkeypatch):
-    monkeypatch.delenv("LABSUPPORT_SMOKE", raising=False)
+def test_train_takes_iterables_only(monkeypatch):
+    monkeypatch.delenv(MAX_STEPS_ENV, raising=False)
     model, batches, step_fn, *_ = _regression()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    hist = train(model, lambda: batches[0], step_fn, opt, steps=5, progress=False)
-    assert hist.steps == 5
-    hist = train(model, iter(batches * 2), step_fn, opt, steps=16, progress=False)
+    hist = train(model, iter(batches * 2), step_fn, opt, steps=16, progress=False)  # an iterator
     assert hist.steps == 16
+    hist = train(model, batches, step_fn, opt, steps=3 * len(batches) + 1, progress=False)  # a list, cycled
+    assert hist.steps == 3 * len(batches) + 1
+
+    def endless():
+        while True:
+            yield batches[0]
+
+    assert train(model, endless(), step_fn, opt, steps=5, progress=False).steps == 5
+    with pytest.raises(ValueError, match="ran out"):
+        train(model, iter(batches), step_fn, opt, steps=len(batches) + 1, progress=False)
+    with pytest.raises(TypeError, match="not a function"):
+        train(model, lambda: batches[0], step_fn, opt, steps=2, progress=False)  # one convention: no callables
 
 
 def test_train_with_scheduler_and_clip(monkeypatch):
-    monkeypatch.delenv("LABSUPPORT_SMOKE", raising=False)
+    monkeypatch.delenv(MAX_STEPS_ENV, raising=False)
     model, batches, step_fn, *_ = _regression()
     opt = torch.optim.Adam(model.parameters(), lr=1.0)
     sched = make_warmup_scheduler(opt, d_model=16, warmup=20, factor=2.0)
@@ -130,25 +146,29 @@ def test_train_with_scheduler_and_clip(monkeypatch):
 
 
 def test_train_nan_loss_is_reported(monkeypatch):
-    monkeypatch.delenv("LABSUPPORT_SMOKE", raising=False)
+    monkeypatch.delenv(MAX_STEPS_ENV, raising=False)
     model, batches, _, *_ = _regression()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(FloatingPointError, match="masks"):
         train(model, batches, lambda m, b: m(b[0]).sum() * float("nan"), opt, steps=3, progress=False)
 
 
-def test_smoke_mode_caps_steps(monkeypatch):
-    monkeypatch.setenv("LABSUPPORT_SMOKE", "1")
-    assert smoke_steps(1000) == 3 and smoke_steps(2) == 2
+def test_max_steps_env_caps_steps(monkeypatch):
+    monkeypatch.setenv(MAX_STEPS_ENV, "3")
+    assert max_steps(1000) == 3 and max_steps(2) == 2
     model, batches, step_fn, *_ = _regression()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     hist = train(model, batches, step_fn, opt, steps=1000, eval_fn=lambda m: {"a": 1.0}, eval_every=500,
                  progress=False)
     assert hist.steps == 3 and len(hist.train_loss) == 3
     assert hist.evals == [(3, {"a": 1.0})]
-    monkeypatch.setenv("LABSUPPORT_SMOKE", "0")
-    assert smoke_steps(1000) == 1000
-    assert not training.smoke_mode()
+    monkeypatch.setenv(MAX_STEPS_ENV, "")
+    assert max_steps(1000) == 1000
+    monkeypatch.delenv(MAX_STEPS_ENV)
+    assert max_steps(1000) == 1000
+    monkeypatch.setenv(MAX_STEPS_ENV, "three")
+    with pytest.raises(ValueError, match="LABSUPPORT_MAX_STEPS must be an integer"):
+        max_steps(10)
 
 
 def test_warmup_cosine():
@@ -161,3 +181,7 @@ def test_warmup_cosine():
     opt = torch.optim.AdamW([p], lr=0.01)
     sched = make_warmup_cosine_scheduler(opt, 10, 110)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.001)
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
