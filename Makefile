@@ -58,7 +58,7 @@ grade: $(STAMP)
 	$(PY) -m labsupport.grading grade $(SUBMISSIONS) $(GRADE_ARGS)
 
 bench: $(STAMP)
-	$(PY) -m labsupport.bench
+	$(PY) -m instructor.bench
 
 clean:
 	rm -rf _build release _grading grades
