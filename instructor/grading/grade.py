@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import warnings
 from pathlib import Path, PurePosixPath
 
 import nbformat
@@ -35,6 +36,23 @@ UNSAFE_WARNING = (
 
 def _threads(limits: Limits, jobs: int) -> int:
     return limits.threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def _record(ws: Workspace, s: Submission, got) -> str:
+    """Put one submission's verdicts into the gradebook; returns its status."""
+    if isinstance(got, str) or got is None or got.get("error"):
+        s.notes.append(got if isinstance(got, str) else (got or {}).get("error", "not graded"))
+        return "error"
+    s.notes += got["notes"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")              # SQLAlchemy's SAWarnings from inside nbgrader
+        result = ws.api.autograde(s.lab, s.student, force=True, create=True)
+    if not result["success"]:
+        s.notes.append("nbgrader could not record the grades (see _grading/logs)")
+        (ws.root / "logs" / s.lab).mkdir(parents=True, exist_ok=True)
+        (ws.root / "logs" / s.lab / f"{s.student}.log").write_text(result.get("log", "") + str(result.get("error", "")))
+        return "error"
+    return "graded"
 
 
 def grade(submissions: str | Path, out: str | Path = settings.OUT, source: str | Path = settings.SOURCE,
@@ -107,38 +125,34 @@ def grade(submissions: str | Path, out: str | Path = settings.OUT, source: str |
         nbformat.write(nb, dest)
         todo.append(s)
 
-    # 3. the sandboxed runs and the hidden tests, each submission in a trusted process of its own
+    # 3. the sandboxed runs and the hidden tests, each submission in a trusted process of its own; 4. as each
+    # one's sandbox is gone, its verdicts go into nbgrader's gradebook (autograde with them injected: no code runs)
     threads = _threads(limits, jobs)
-    outcomes: dict[tuple[str, str], dict | str] = {}
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx) as pool:
-        futures = {pool.submit(grade_file, str(ws.root), s.student, s.lab, limits, sandboxed, threads,
-                               str(hidden_dir)): s for s in todo}
-        for fut in concurrent.futures.as_completed(futures):
-            s = futures[fut]
-            try:
-                outcomes[s.student, s.lab] = fut.result()
-            except SandboxUnavailable as err:
-                raise SystemExit(f"cannot grade safely: {err}") from None
-            except Exception as err:  # noqa: BLE001 - a crashed grading process: this submission only
-                outcomes[s.student, s.lab] = f"the grading process failed ({type(err).__name__}: {err})"
-
-    # 4. the gradebook, then the CSV and the feedback (no student code runs from here on)
-    for s in todo:
-        got = outcomes.get((s.student, s.lab))
-        if isinstance(got, str) or got is None or got.get("error"):
-            status[s.student, s.lab] = "error"
-            s.notes.append(got if isinstance(got, str) else (got or {}).get("error", "not graded"))
-            continue
-        s.notes += got["notes"]
-        result = ws.api.autograde(s.lab, s.student, force=True, create=True)
-        if not result["success"]:
-            status[s.student, s.lab] = "error"
-            s.notes.append("nbgrader could not record the grades (see grading.log)")
-            (ws.root / "logs" / s.lab).mkdir(parents=True, exist_ok=True)
-            (ws.root / "logs" / s.lab / f"{s.student}.log").write_text(result.get("log", "") + result.get("error", ""))
-            continue
-        status[s.student, s.lab] = "graded"
+    pending = list(todo)
+    for attempt in range(2):            # a grading process that died takes its pool down: retry once in a new one
+        if not pending:
+            break
+        broken = []
+        with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, jobs),
+                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(grade_file, str(ws.root), s.student, s.lab, limits, sandboxed, threads,
+                                   str(hidden_dir)): s for s in pending}
+            for fut in concurrent.futures.as_completed(futures):
+                s = futures[fut]
+                try:
+                    got = fut.result()
+                except SandboxUnavailable as err:
+                    raise SystemExit(f"cannot grade safely: {err}") from None
+                except concurrent.futures.process.BrokenProcessPool:
+                    broken.append(s)
+                    continue
+                except Exception as err:  # noqa: BLE001 - a crashed grading process: this submission only
+                    got = f"the grading process failed ({type(err).__name__}: {err})"
+                status[s.student, s.lab] = _record(ws, s, got)
+        pending = broken
+    for s in pending:
+        status[s.student, s.lab] = "error"
+        s.notes.append("the grading process died twice; not graded")
     state = {"labs": graded_labs, "warnings": warnings, "submissions": [
         {"student": s.student, "lab": s.lab, "status": status[s.student, s.lab], "notes": s.notes, "shown": s.shown}
         for s in subs]}

@@ -142,17 +142,14 @@ def grade_pass(nb, lab: str, tests: dict[str, hidden.HiddenTest], limits: Limits
                     r = remote.run_cell(i, source)
                 except RemoteTimeout:
                     skip.add(i)
-                    why = f"code cell {number[i]} was stopped after {limits.cell_timeout} s"
-                    notes.append(f"time limit: {why}")
-                    stops.append(why)
+                    stops.append(f"code cell {number[i]} was stopped after {limits.cell_timeout} s (time limit)")
                     restart = True
                     break
                 except RemoteError as err:
                     skip.add(i)
                     oom = proc.cgroup is not None and proc.cgroup.oom_killed()
-                    why = f"code cell {number[i]} {'ran out of memory' if oom else 'ended the notebook'} ({err})"
-                    notes.append(why)
-                    stops.append(why)
+                    stops.append(f"code cell {number[i]} {'ran out of memory' if oom else 'ended the notebook'} "
+                                 f"({err})")
                     restart = True
                     break
                 out_cells[i] = {"stdout": r["stdout"], "error": _summary(r["error"])}
@@ -195,8 +192,8 @@ def grade_submission(nb, released, lab: str, limits: Limits, lock_dir: Path, san
         for gid, o in first.tests.items():
             if o.passed and not tripwire.tests[gid].passed:
                 used = [t.split(":")[1] for t in tests[gid].twins] or twins
-                flags.append(f"{gid} passes only while labsupport's reference ({', '.join(used)}) is available: "
-                             "does the solution call the function it was asked to write?")
+                flags.append(f"{gid} passes only while labsupport's {', '.join(used)} is there (does it call the "
+                             "reference it was asked to write?)")
     return {
         "lab": lab, "sandboxed": sandboxed,
         "tests": {g: {"passed": o.passed, "message": o.message} for g, o in first.tests.items()},

@@ -58,7 +58,7 @@ class Remote(Client):
             if (write and fd in w) or (not write and fd in r):
                 return
             if not self.process.alive() and not (not write and fd in r):
-                raise RemoteDied(f"the notebook's process ended (exit status {self.process.proc.returncode})")
+                raise RemoteDied("the notebook's process ended")
 
     def _write(self, data: bytes) -> None:
         fd = self.process.to_worker
@@ -80,7 +80,7 @@ class Remote(Client):
             self._wait(fd, write=False)
             chunk = os.read(fd, min(n - got, 1 << 20))
             if not chunk:
-                raise RemoteDied(f"the notebook's process ended (exit status {self.process.proc.poll()})")
+                raise RemoteDied("the notebook's process ended")
             chunks.append(chunk)
             got += len(chunk)
         return b"".join(chunks)

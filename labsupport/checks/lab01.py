@@ -50,6 +50,8 @@ MISTAKES: dict[str, list[Mistake]] = {
         Mistake("axis_0", "It normalises each column (axis 0); softmax over the last axis makes each row sum to 1.",
                 lambda x, axis=-1: ref.softmax_np(x, axis=0)),
         Mistake("no_division", "It returns exp(x) without dividing by the sum.", lambda x, axis=-1: np.exp(x)),
+        Mistake("no_division_shifted", "It returns exp(x - max) without dividing by the sum.",
+                lambda x, axis=-1: np.exp(x - x.max(axis=axis, keepdims=True))),
         Mistake("whole_sum", "It divides by the sum of the whole array; divide each row by its own sum "
                              "(np.sum(e, axis=axis, keepdims=True)).",
                 lambda x, axis=-1: np.exp(x - x.max(axis, keepdims=True)) / np.exp(x - x.max(axis, keepdims=True)).sum()),

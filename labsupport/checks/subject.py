@@ -112,8 +112,8 @@ def error_info(err: BaseException, limit: int = 12) -> dict:
         message = str(err)
     except Exception:  # noqa: BLE001 - a student's exception whose __str__ fails
         message = "(the exception's message could not be read)"
-    stub = (isinstance(err, NotImplementedError) and raised is not None and raised["student"]
-            and ("NotImplementedError" in raised["code"] or (not raised["code"] and not message)))
+    # the exercise's stub is exactly `raise NotImplementedError()`: raised by the student's own code, no message
+    stub = isinstance(err, NotImplementedError) and raised is not None and raised["student"] and not message
     own = [i for i, f in enumerate(frames) if f["student"]]
     return {"type": type(err).__name__[:100], "message": message[:2000], "library": library, "stub": bool(stub),
             "stub_elsewhere": bool(stub and own and own[0] != len(frames) - 1),
