@@ -23,7 +23,7 @@ from labsupport.models import GPT, Seq2SeqTransformer, count_parameters
 from labsupport.models.bert import BERT
 from labsupport.models.vit import ViT
 
-BOOK = Path(__file__).resolve().parents[1] / "book"
+BOOK = Path(__file__).resolve().parents[2] / "book"
 
 
 def on_meta(build, **kwargs) -> nn.Module:
@@ -124,8 +124,8 @@ def test_bert_table_row(reference_models):
     assert bert.encoder_parameters() == 109_482_240 == costs.bert_params()
     mlm_head = sum(p.numel() for n, p in bert.named_parameters() if n.startswith("mlm_head"))
     assert round(mlm_head / 1e6, 2) == 0.62
-    assert sum(p.numel() for p in bert.classifier.parameters()) == 1_538
-    assert round(sum(p.numel() for p in bert.pooler.parameters()) / 1e6, 1) == 0.6
+    assert sum(p.numel() for p in bert.head.classifier.parameters()) == 1_538
+    assert round(sum(p.numel() for p in bert.head.pooler.parameters()) / 1e6, 1) == 0.6
 
 
 def test_vit_table_row(reference_models):
@@ -177,7 +177,7 @@ def test_causal_mask_leaves_earlier_outputs_bit_identical():
     # the chapter's demonstration: change only the last token; with the causal mask the first L-1 outputs do not move
     torch.manual_seed(0)
     L, D = 6, 16
-    mha = MultiHeadAttention(D, 2).eval()
+    mha = MultiHeadAttention(d_model=D, num_heads=2).eval()
     x = torch.randn(1, L, D)
     x2 = x.clone()
     x2[0, -1] = torch.randn(D)

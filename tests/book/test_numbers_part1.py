@@ -9,8 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labsupport.attention import (MultiHeadAttention, causal_mask, copy_mha_weights, padding_mask,
-                                  scaled_dot_product_attention, to_torch_mask)
+from labsupport.attention import (
+    MultiHeadAttention,
+    causal_mask,
+    copy_mha_weights,
+    padding_mask,
+    scaled_dot_product_attention,
+    to_torch_mask,
+)
 from labsupport.blocks import DecoderBlock, EncoderBlock
 
 
@@ -23,7 +29,8 @@ def count(module: nn.Module) -> int:
 
 def test_block_parameter_counts_base_model():
     d, heads, d_ff = 512, 8, 2048
-    enc, dec = EncoderBlock(d, heads, d_ff), DecoderBlock(d, heads, d_ff)
+    enc = EncoderBlock(d_model=d, num_heads=heads, d_ff=d_ff)
+    dec = DecoderBlock(d_model=d, num_heads=heads, d_ff=d_ff)
     assert count(enc.self_attn) == 1_050_624
     assert count(enc.ff) == 2_099_712
     assert count(enc.norm1) + count(enc.norm2) == 2_048
@@ -35,7 +42,7 @@ def test_block_parameter_counts_base_model():
 
 def test_causal_attention_in_one_call_equals_prefix_by_prefix():
     torch.manual_seed(0)
-    layer = MultiHeadAttention(32, 4).eval()
+    layer = MultiHeadAttention(d_model=32, num_heads=4).eval()
     x = torch.randn(1, 6, 32)
     all_at_once, _ = layer(x, mask=causal_mask(6))
     one_by_one = torch.cat([layer(x[:, : t + 1])[0][:, -1:] for t in range(6)], dim=1)
@@ -75,18 +82,18 @@ def test_fully_masked_row_gives_zeros_not_nan():
 @pytest.mark.parametrize("heads", [1, 2, 4, 8, 16])
 def test_mha_parameter_count_independent_of_heads(heads):
     D = 512
-    assert count(MultiHeadAttention(D, heads)) == 4 * D * D + 4 * D == 1_050_624
+    assert count(MultiHeadAttention(d_model=D, num_heads=heads)) == 4 * D * D + 4 * D == 1_050_624
     assert count(nn.MultiheadAttention(D, heads)) == 1_050_624
 
 
 def test_bert_base_attention_parameters():
-    assert count(MultiHeadAttention(768, 12)) == 2_362_368
+    assert count(MultiHeadAttention(d_model=768, num_heads=12)) == 2_362_368
 
 
 def test_output_is_sum_of_per_head_contributions():
     torch.manual_seed(0)
     D, h = 32, 4
-    mha = MultiHeadAttention(D, h).eval()
+    mha = MultiHeadAttention(d_model=D, num_heads=h).eval()
     x = torch.randn(2, 6, D)
     q, k, v = (mha.split_heads(proj(x)) for proj in (mha.q_proj, mha.k_proj, mha.v_proj))
     heads, _ = scaled_dot_product_attention(q, k, v)
@@ -97,7 +104,7 @@ def test_output_is_sum_of_per_head_contributions():
 
 def test_split_heads_cuts_the_feature_axis():
     x = torch.arange(24).view(1, 4, 6)
-    m = MultiHeadAttention(6, 2)
+    m = MultiHeadAttention(d_model=6, num_heads=2)
     split = m.split_heads(x)
     assert split[0, 0].tolist() == [[0, 1, 2], [6, 7, 8], [12, 13, 14], [18, 19, 20]]
     assert split[0, 1].tolist() == [[3, 4, 5], [9, 10, 11], [15, 16, 17], [21, 22, 23]]
@@ -109,7 +116,7 @@ def test_equal_to_nn_multihead_attention_with_flipped_masks():
     torch.manual_seed(0)
     D, h, L = 32, 4, 6
     torch_mha = nn.MultiheadAttention(D, h, batch_first=True).eval()
-    ours = MultiHeadAttention(D, h).eval()
+    ours = MultiHeadAttention(d_model=D, num_heads=h).eval()
     copy_mha_weights(torch_mha, ours)
     x = torch.randn(2, L, D)
     keep = padding_mask([6, 4], max_len=L)
@@ -133,7 +140,7 @@ def test_hand_built_heads_of_the_multi_head_chapter():
     for t, w in enumerate(words):
         x[0, t, vocab.index(w)] = 1.0
         x[0, t, 16 + t] = 1.0
-    layer = MultiHeadAttention(D, h)
+    layer = MultiHeadAttention(d_model=D, num_heads=h)
     sharp = 40.0
     with torch.no_grad():
         for lin in (layer.q_proj, layer.k_proj, layer.v_proj, layer.out_proj):

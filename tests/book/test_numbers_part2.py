@@ -11,11 +11,11 @@ from labsupport.models import GPT, KVCache, Seq2SeqTransformer, count_parameters
 from labsupport.positional import LearnedPositionalEncoding
 from labsupport.training import warmup_inverse_sqrt
 
-
 # ------------------------------------------------------------------------------- ch-positional-encodings
 
 def test_learned_table_of_gpt2_small():
-    assert sum(p.numel() for p in LearnedPositionalEncoding(1024, 768).parameters()) == 1024 * 768 == 786_432
+    table = LearnedPositionalEncoding(max_len=1024, d_model=768)
+    assert sum(p.numel() for p in table.parameters()) == 1024 * 768 == 786_432
 
 
 # --------------------------------------------------------------------------------- ch-block-and-training
