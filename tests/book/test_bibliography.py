@@ -1,0 +1,78 @@
+"""The bibliography: every cited key exists, every entry is cited (the page lists exactly the cited works and
+says so), author-year labels are unambiguous, and the page carries no authoring notes."""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+from pybtex.database import parse_file
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOK = ROOT / "book"
+CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+
+
+def cited_keys() -> Counter:
+    """How often each key is cited, in the chapters and in the labs' markdown cells (both are rendered)."""
+    texts = [p.read_text() for p in BOOK.glob("*.md")]
+    for nb in (ROOT / "notebooks").glob("lab*.ipynb"):
+        cells = json.loads(nb.read_text())["cells"]
+        texts += ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+    keys = Counter()
+    for text in texts:
+        for group in CITE.findall(text):
+            keys.update(k.strip() for k in group.split(","))
+    return keys
+
+
+def entries():
+    return parse_file(str(BOOK / "references.bib")).entries
+
+
+def test_every_cited_key_exists_and_every_entry_is_cited():
+    cited, bib = set(cited_keys()), set(entries())
+    assert cited - bib == set(), f"cited but not in references.bib: {sorted(cited - bib)}"
+    assert bib - cited == set(), f"in references.bib but cited nowhere: {sorted(bib - cited)}"
+
+
+def test_page_lists_only_cited_works_and_says_so():
+    page = (BOOK / "bibliography.md").read_text()
+    assert ":all:" not in page, "`:all:` lists uncited entries too"
+    assert ":list: bullet" in page, "the author-year text needs a list without [1]-[n] labels"
+    prose = page.split("```")[0]
+    assert "only those" in prose and "{cite" not in prose and "references.bib" not in prose
+
+
+def label(entry) -> str:
+    """The author-year label sphinxcontrib-bibtex shows: 'Vaswani et al., 2017', 'Ba and Kiros, ...'."""
+    people = entry.persons.get("author", [])
+    last = [" ".join(p.last_names) for p in people]
+    names = last[0] if len(last) == 1 else " and ".join(last) if len(last) == 2 else f"{last[0]} et al."
+    return f"{names}, {entry.fields.get('year', 'n.d.')}"
+
+
+def test_author_year_labels_are_unambiguous():
+    labels = Counter(label(e) for e in entries().values())
+    assert [lab for lab, n in labels.items() if n > 1] == []
+    bib = entries()
+    assert label(bib["mikolov2013efficient"]).endswith("2013a")
+    assert label(bib["mikolov2013distributed"]).endswith("2013b")
+
+
+def test_undated_talk_is_cited_by_author_only():
+    talk = entries()["agrawal_talk"]
+    assert "year" not in talk.fields, "the talk has no date: no pseudo-year such as 'undated'"
+    for p in BOOK.glob("*.md"):
+        for role, _key in re.findall(r"\{(cite(?::[a-z]+)?)\}`([^`]*agrawal_talk[^`]*)`", p.read_text()):
+            assert role == "cite:author", f"{p.name}: {role} would print 'Agrawal, n.d.'"
+    assert cited_keys()["agrawal_talk"] >= 3
+
+
+def test_works_used_in_the_text_are_cited():
+    # issue 13: nucleus sampling, AdamW, BPE and the Llama 2 figures were used without a citation
+    cited = cited_keys()
+    for key in ("holtzman2020curious", "loshchilov2019decoupled", "sennrich2016neural", "touvron2023llama",
+                "schuster2012japanese", "wu2016google", "milakov2018online"):
+        assert cited[key] >= 1, key
