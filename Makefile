@@ -6,7 +6,8 @@
 #   make test-quick  the unit tests of labsupport only (about a minute)
 #   make lab         JupyterLab on the labs
 #   make release     student versions of every lab into release/ (plus one zip per lab for an LMS)
-#   make grade       autograde SUBMISSIONS=folder (or .zip) into grades/ (grades.csv + feedback HTML);
+#   make grade       autograde SUBMISSIONS=folder (or .zip) into grades/ (grades.csv + feedback HTML), each
+#                    submission in a bubblewrap sandbox (Linux, as root);
 #                    options in GRADE_ARGS, e.g. GRADE_ARGS="--jobs 4 --lab lab01_attention_numpy"
 #   make bench       run every lab as a student would and print a table of time, memory and quality
 #   make clean       remove build outputs (keeps .venv)
@@ -52,10 +53,10 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
 release: $(STAMP)
-	$(PY) -m labsupport.grading release
+	$(PY) -m instructor.grading release
 
 grade: $(STAMP)
-	$(PY) -m labsupport.grading grade $(SUBMISSIONS) $(GRADE_ARGS)
+	$(PY) -m instructor.grading grade $(SUBMISSIONS) $(GRADE_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m instructor.bench

@@ -97,7 +97,7 @@ LIBRARY_HINTS: list[tuple[str, str]] = [
     (r"must be Tensor, not tuple",
      "A tuple reached a function that expects a tensor. Attention returns a pair (output, weights): take the "
      "output, e.g. `out, _ = self.self_attn(...)` or `self.self_attn(...)[0]`."),
-    (r"only implemented on integer and Boolean tensors|bitwise_not_cpu.*Float|not implemented for 'Float'",
+    (r"only implemented on integer and Boolean(-type)? tensors|bitwise_not_cpu.*Float|not implemented for 'Float'",
      "A mask is a float tensor here. Masks are boolean (dtype torch.bool): build them with comparisons or "
      "`dtype=torch.bool`, and combine them with `&`, `|` and `~`."),
     (r"mat1 and mat2 shapes cannot be multiplied",
@@ -265,7 +265,8 @@ def expect(condition: bool, message: str) -> None:
 def expect_number(what: str, got, integer: bool = False) -> float:
     """``got`` must be a Python number (not a 0-d array or tensor); returns it as a float."""
     if isinstance(got, bool) or not isinstance(got, (int, float)):
-        if isinstance(got, (torch.Tensor, np.ndarray, np.generic)) and np.size(got) == 1:
+        if isinstance(got, (torch.Tensor, np.ndarray, np.generic)) and (
+                got.numel() == 1 if isinstance(got, torch.Tensor) else np.size(got) == 1):
             raise CheckFailed(f"{what} should be a Python number, but it is a {describe_value(got)}: "
                               "convert it with `.item()` (or `float(...)`).")
         raise CheckFailed(f"{what} should be a number, but it is a {describe_value(got)}.")
