@@ -26,11 +26,11 @@ SOURCE = ROOT / "notebooks"
 
 
 def _release_function():
-    """The course's release function (the grading code moves from labsupport to instructor/)."""
-    try:
-        from instructor.grading import release
-    except ImportError:
-        from labsupport.grading import release
+    """The course's release function (instructor/grading/release.py)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from instructor.grading.release import release
+
     return release
 
 
