@@ -21,7 +21,6 @@ message, never a traceback of this package.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from typing import Any, Callable, Iterable, Sequence
 
@@ -32,7 +31,7 @@ from labsupport.checks import subject as _subject
 from labsupport.checks.subject import Handle, ModifiedArgument, StudentCodeError, as_handle
 
 __all__ = ["CheckFailed", "Mistake", "call", "call_with", "error_hints", "method", "build", "probe", "compare", "candidates",
-           "expect", "expect_number", "passed", "describe_value", "to_numpy", "one_thread", "explain_error",
+           "expect", "expect_number", "passed", "describe_value", "to_numpy", "explain_error",
            "as_handle", "Handle"]
 
 
@@ -404,17 +403,3 @@ def _explain_with_hints(what, got, expected, hints) -> None:
 def passed(name: str, detail: str = "") -> None:
     """Print the success line of a check."""
     print(f"✓ {name}: all checks passed" + (f" ({detail})" if detail else ""))
-
-
-def one_thread(check):
-    """Decorator: run a check on one CPU thread. Its inputs are tiny, and on a shared machine (a JupyterHub, a
-    grading server) PyTorch's waiting OpenMP threads would otherwise slow it down many times."""
-    @functools.wraps(check)
-    def wrapper(*args, **kwargs):
-        n = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return check(*args, **kwargs)
-        finally:
-            torch.set_num_threads(n)
-    return wrapper
