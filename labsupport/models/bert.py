@@ -331,18 +331,26 @@ _BERT_IGNORE = (r"(?:bert\.)?embeddings\.(position_ids|token_type_ids)",)
 # Step functions for labsupport.training.train
 # ----------------------------------------------------------------------------------------------------------------
 def mlm_step(model: BERT, tokens: torch.Tensor, mask_id: int, special_ids, generator=None,
-             mask_prob: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+             mask_prob: float = 0.15, mask_fn=mask_tokens, loss_fn=mlm_loss) -> tuple[torch.Tensor, torch.Tensor]:
     """One masked-LM step on a batch of token ids ``(B, L)``: mask, encode, predict the picked positions only.
-    Returns ``(loss, accuracy)`` on the picked positions."""
-    inputs, labels = mask_tokens(tokens, mask_id, model.vocab_size, special_ids, mask_prob, generator)
+    Returns ``(loss, accuracy)`` on the picked positions.
+
+    ``mask_fn`` and ``loss_fn`` default to this module's :func:`mask_tokens` and :func:`mlm_loss` (a lab passes its
+    own). Masking runs where ``tokens`` are (the CPU, with a CPU ``generator``: the same masks on every device);
+    the masked batch then moves to the model's device.
+    """
+    inputs, labels = mask_fn(tokens, mask_id, model.vocab_size, special_ids, mask_prob, generator)
+    device = model.embeddings.token.weight.device
+    inputs, labels = inputs.to(device), labels.to(device)
     picked = labels != IGNORE_INDEX
     logits = model.mlm_logits(model.encode(inputs), picked)  # (N, V)
-    return mlm_loss(logits, labels[picked])
+    return loss_fn(logits, labels[picked])
 
 
 def classify_step(model: BERT, batch) -> torch.Tensor:
-    """Cross-entropy of the classifier on a batch ``(tokens (B, L), labels (B,))``."""
-    tokens, labels = batch
+    """Cross-entropy of the classifier on a batch ``(tokens (B, L), labels (B,))`` (moved to the model's device)."""
+    device = model.embeddings.token.weight.device
+    tokens, labels = (t.to(device) for t in batch)
     return F.cross_entropy(model.classify(tokens), labels)
 
 
