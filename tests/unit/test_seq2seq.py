@@ -99,3 +99,24 @@ def test_count_parameters_trainable_only():
     m = nn.Linear(3, 2)
     m.bias.requires_grad_(False)
     assert count_parameters(m) == 8 and count_parameters(m, trainable_only=True) == 6
+
+
+def test_final_norms_make_the_stacks_stock_nn_transformer():
+    """final_norms=True adds the final encoder/decoder LayerNorms that nn.Transformer has: same weights, same output."""
+    from labsupport.attention import causal_mask, to_torch_mask
+
+    torch.manual_seed(7)
+    D, H, F_, N = 16, 4, 32, 2
+    theirs = nn.Transformer(D, H, N, N, F_, dropout=0.0, batch_first=True).eval()
+    model = Seq2SeqTransformer(src_vocab=10, tgt_vocab=10, d_model=D, num_heads=H, num_encoder_layers=N,
+                               num_decoder_layers=N, d_ff=F_, dropout=0.0, final_norms=True).eval()
+    assert model.encoder.norm is not None and model.decoder.norm is not None
+    assert Seq2SeqTransformer(src_vocab=10, tgt_vocab=10).encoder.norm is None  # the paper's post-norm default
+    model.encoder.load_from_torch(theirs.encoder)
+    model.decoder.load_from_torch(theirs.decoder)
+    x, y = torch.randn(2, 7, D), torch.randn(2, 5, D)
+    src_keep = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])[:, None, None, :]
+    want = theirs(x, y, tgt_mask=to_torch_mask(causal_mask(5)), src_key_padding_mask=~src_keep[:, 0, 0],
+                  memory_key_padding_mask=~src_keep[:, 0, 0])
+    got = model.decoder(y, model.encoder(x, src_keep), causal_mask(5), src_keep)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
