@@ -15,7 +15,8 @@ from instructor.grading.submissions import find_submissions
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m instructor.grading",
                                      description="Release the labs and grade submissions in a sandbox.")
-    parser.add_argument("--workspace", default=settings.WORKSPACE, help="nbgrader's course directory (default: _grading)")
+    parser.add_argument("--workspace", default=settings.WORKSPACE,
+                        help="nbgrader's course directory (default: _grading)")
     parser.add_argument("--source", default=settings.SOURCE, help="folder of the instructor labs (default: notebooks)")
     sub = parser.add_subparsers(dest="command", required=True)
 

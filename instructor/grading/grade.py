@@ -129,7 +129,7 @@ def grade(submissions: str | Path, out: str | Path = settings.OUT, source: str |
     # one's sandbox is gone, its verdicts go into nbgrader's gradebook (autograde with them injected: no code runs)
     threads = _threads(limits, jobs)
     pending = list(todo)
-    for attempt in range(2):            # a grading process that died takes its pool down: retry once in a new one
+    for _attempt in range(2):            # a grading process that died takes its pool down: retry once in a new one
         if not pending:
             break
         broken = []

@@ -27,12 +27,12 @@ from pathlib import Path
 import nbformat
 from nbgrader import utils as nbutils
 
-from labsupport.checks.core import CheckFailed, explain_error
-from labsupport.checks.subject import ModifiedArgument, Namespace, StudentCodeError
-from labsupport.checks.wire import WireError
 from instructor.grading import hidden, sandbox, scan
 from instructor.grading.remote import ProtocolError, Remote, RemoteDied, RemoteError, RemoteTimeout
 from instructor.grading.settings import Limits
+from labsupport.checks.core import CheckFailed, explain_error
+from labsupport.checks.subject import ModifiedArgument, Namespace, StudentCodeError
+from labsupport.checks.wire import WireError
 
 MAX_MESSAGE = 4000
 

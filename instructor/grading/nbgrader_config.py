@@ -13,8 +13,17 @@ def configure(c, results_dir: str = ""):
     """Fill the traitlets config ``c`` (``get_config()`` in a config file) with the course's settings."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import (
-        AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearMarkScheme, ClearSolutions,
-        ComputeChecksums, IncludeHeaderFooter, InstantiateTests, LockCells, SaveAutoGrades, SaveCells,
+        AssignLatePenalties,
+        CheckCellMetadata,
+        ClearHiddenTests,
+        ClearMarkScheme,
+        ClearSolutions,
+        ComputeChecksums,
+        IncludeHeaderFooter,
+        InstantiateTests,
+        LockCells,
+        SaveAutoGrades,
+        SaveCells,
     )
 
     from instructor.grading.preprocessors import ClearGradedOutput, InjectResults

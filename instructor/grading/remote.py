@@ -13,8 +13,8 @@ import select
 import struct
 import time
 
-from labsupport.checks.subject import Client
 from instructor.grading.sandbox import Process
+from labsupport.checks.subject import Client
 
 #: the largest answer frame accepted (a lab's check never needs more than a few MB)
 MAX_FRAME = 128 << 20

@@ -212,9 +212,9 @@ def make_inert(nb: nbformat.NotebookNode, source: nbformat.NotebookNode) -> nbfo
     """What the instructor's browser may safely show (formgrader renders the graded copy as HTML).
 
     Markdown and raw cells have their raw HTML escaped (a ``<`` that could open a tag becomes ``&lt;``, which
-    Markdown and MathJax still show as ``<``) and their attachments dropped; code cells lose their submitted outputs (the graded copy gets
-    the grader's own); the notebook's metadata is the source's, and a cell keeps only its nbgrader metadata and
-    tags.
+    Markdown and MathJax still show as ``<``) and their attachments dropped; code cells lose their submitted
+    outputs (the graded copy gets the grader's own); the notebook's metadata is the source's, and a cell keeps
+    only its nbgrader metadata and tags.
     """
     for cell in nb.cells:
         if cell.cell_type in ("markdown", "raw"):

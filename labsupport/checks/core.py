@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,8 @@ import torch
 from labsupport.checks import subject as _subject
 from labsupport.checks.subject import Handle, ModifiedArgument, StudentCodeError, as_handle
 
-__all__ = ["CheckFailed", "Mistake", "call", "call_with", "error_hints", "method", "build", "probe", "compare", "candidates",
+__all__ = ["CheckFailed", "Mistake", "call", "call_with", "error_hints", "method", "build", "probe", "compare",
+           "candidates",
            "expect", "expect_number", "passed", "describe_value", "to_numpy", "explain_error",
            "as_handle", "Handle"]
 

@@ -54,7 +54,7 @@ MISTAKES: dict[str, list[Mistake]] = {
                 lambda x, axis=-1: np.exp(x - x.max(axis=axis, keepdims=True))),
         Mistake("whole_sum", "It divides by the sum of the whole array; divide each row by its own sum "
                              "(np.sum(e, axis=axis, keepdims=True)).",
-                lambda x, axis=-1: np.exp(x - x.max(axis, keepdims=True)) / np.exp(x - x.max(axis, keepdims=True)).sum()),
+                lambda x, axis=-1: (lambda e: e / e.sum())(np.exp(x - x.max(axis, keepdims=True)))),
         Mistake("no_max_subtracted", "exp(1000) overflows to inf and inf/inf is NaN. Subtract each row's maximum "
                                      "before exp (softmax does not change when you shift a row).", _softmax_unstable),
         Mistake("global_max", "It subtracts the maximum of the whole array; a row far below it then underflows to "
@@ -176,8 +176,9 @@ def check_attention_scores(attention_scores, *, seed: int = 0) -> None:
     compare("attention_scores(Q (3, 8), K (5, 8))", call(attention_scores, "attention_scores", q, k),
             ref.attention_scores_np(q, k), hints=candidates(mistakes, q, k))
     qb, kb = rng.normal(size=(2, 4, 6)), rng.normal(size=(2, 7, 6))
-    compare("attention_scores for a batch, Q (2, 4, 6), K (2, 7, 6)", call(attention_scores, "attention_scores", qb, kb),
-            ref.attention_scores_np(qb, kb), hints=candidates(mistakes, qb, kb))
+    compare("attention_scores for a batch, Q (2, 4, 6), K (2, 7, 6)",
+            call(attention_scores, "attention_scores", qb, kb), ref.attention_scores_np(qb, kb),
+            hints=candidates(mistakes, qb, kb))
     q4, k4 = rng.normal(size=(2, 3, 4, 5)), rng.normal(size=(2, 3, 6, 5))
     compare("attention_scores with batch and head axes, Q (2, 3, 4, 5), K (2, 3, 6, 5)",
             call(attention_scores, "attention_scores", q4, k4), ref.attention_scores_np(q4, k4),

@@ -111,7 +111,7 @@ def encode(value, ref=None, _depth: int = 0):
             items.append([encode(k, ref, d), encode(v, ref, d)])
         return {"t": "dict", "v": items}
     if t is slice:
-        return {"t": "slice", "v": [encode(value.start, ref, d), encode(value.stop, ref, d), encode(value.step, ref, d)]}
+        return {"t": "slice", "v": [encode(v, ref, d) for v in (value.start, value.stop, value.step)]}
     if t is torch.Size:
         return {"t": "size", "v": [int(s) for s in value]}
     if t is torch.dtype:

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import io
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import nbformat
@@ -52,7 +52,7 @@ def strip_markers(source: str) -> str:
                      if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def lab_cells(lab: str) -> tuple:
     """``(setup, solutions, tests)``: the set-up cells' sources, ``{grade_id: source}`` of the solution cells in
     order, and ``{solution grade_id: (test grade_id, test source)}``."""
@@ -117,9 +117,9 @@ def run_self_check(lab: str, exercise: str, ns: dict) -> str | None:
 
 def run_hidden_test(lab: str, exercise: str, ns: dict, seed: int | None = None) -> str | None:
     """Run the exercise's hidden test on ``ns`` through local handles; ``None`` if it passes, else its message."""
-    from labsupport.checks.subject import local_namespace
     from instructor.grading import hidden
     from instructor.grading.harness import run_test
+    from labsupport.checks.subject import local_namespace
 
     stem, _, _, tests = lab_cells(lab)
     test_id, _ = tests[exercise]

@@ -4,7 +4,16 @@ import pytest
 import torch
 
 from labsupport.checks.core import (
-    CheckFailed, Mistake, build, call, call_with, candidates, compare, error_hints, expect_number, probe,
+    CheckFailed,
+    Mistake,
+    build,
+    call,
+    call_with,
+    candidates,
+    compare,
+    error_hints,
+    expect_number,
+    probe,
 )
 
 

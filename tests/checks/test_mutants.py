@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mutation import LIBRARY_TRACE, lab_cells, namespace, run_hidden_test, run_self_check
 
 CATALOGUES = sorted(p.stem for p in Path(__file__).parent.glob("mutants_lab*.py"))
@@ -73,6 +72,6 @@ def test_at_least_six_mutants_per_exercise(module):
     for m in module.MUTANTS:
         if not m.equivalent:
             count[m.exercise] += 1
-    for check, (name, exercise) in module.TABLE.items():
+    for check, (_, exercise) in module.TABLE.items():
         count[exercise] += len(importlib.import_module(f"labsupport.checks.{module.LAB}").MISTAKES[check])
     assert all(n >= 6 for n in count.values()), count

@@ -70,7 +70,7 @@ def test_namespaces_and_the_probes():
     ns = local_namespace({"layer": torch.nn.Linear(2, 2)})
     assert ns.layer.is_module
     with pytest.raises(StudentCodeError) as info:
-        ns.missing
+        _ = ns.missing
     assert info.value.info["undefined"]
     params = probe(ns.layer, "parameters")               # helpers run on the side of the object they are given
     assert set(params) == {"weight", "bias"} and isinstance(params["weight"], torch.nn.Parameter)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from attacks_lab01 import ATTACKS, Attack
 from gradinghelpers import ROOT, cell_of, gid, read_csv, save
+
 from instructor.grading import sandbox
 from instructor.grading.grade import grade
 from instructor.grading.release import release
@@ -245,7 +245,8 @@ def test_outputs_are_capped_in_bytes(run):
 
 def test_write_the_attack_table(run):
     """Not an assertion of its own: the table of what each attack got, for the instructor guide."""
-    lines = ["| attack | class | points (of 11 auto) | flagged | harm outside the grading area |", "|---|---|---|---|---|"]
+    lines = ["| attack | class | points (of 11 auto) | flagged | harm outside the grading area |",
+             "|---|---|---|---|---|"]
     for student, attack in run["kinds"].items():
         if attack is None:
             continue

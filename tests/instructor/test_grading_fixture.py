@@ -13,8 +13,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from gradinghelpers import FIXTURE, FIXTURE_HIDDEN, cell_of, gid, read_csv, save, snapshot, write
+
 from instructor.grading import cli, sandbox
 from instructor.grading.grade import grade
 from instructor.grading.release import release

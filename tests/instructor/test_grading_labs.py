@@ -10,11 +10,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from gradinghelpers import LABS, gid, save
+
 from instructor.grading import hidden, sandbox
 from instructor.grading.grade import grade
-from instructor.grading.harness import test_cells
+from instructor.grading.harness import test_cells as graded_cells
 from instructor.grading.preprocessors import WIDGET_VIEW
 from instructor.grading.release import release
 from instructor.grading.settings import Limits
@@ -74,7 +74,7 @@ def check_student_version(source_path: Path, release_dir: Path) -> nbformat.Note
 def test_every_test_cell_has_a_hidden_test_and_no_hidden_code_is_in_the_notebook(lab):
     nb = nbformat.read(lab, as_version=4)
     tests = hidden.load(lab.stem)
-    cells = test_cells(nb)
+    cells = graded_cells(nb)
     assert len(cells) >= 4, f"{lab.stem}: fewer than 4 autograded exercises"
     assert sorted(tests) == sorted(cells), f"{lab.stem}: hidden tests {sorted(tests)} vs test cells {cells}"
     text = lab.read_text()
@@ -102,7 +102,7 @@ def test_lab_release_and_sandboxed_grading(lab, tmp_path):
     by = {r.student: r for r in results}
     sol, blank = by["solution"], by["blank"]
     assert sol.status == "needs manual grading" and blank.status == "graded", (sol.notes, blank.notes)
-    auto = test_cells(nbformat.read(lab, as_version=4))
+    auto = graded_cells(nbformat.read(lab, as_version=4))
     lost = {g: (sol.scores[g], sol.messages.get(g)) for g in auto if sol.scores[g] != sol.max_scores[g]}
     assert not lost, f"{lab.stem}: the instructor's solution loses points: {lost} ({sol.notes})"
     assert not sol.flags, f"{lab.stem}: the instructor's solution is flagged: {sol.flags}"

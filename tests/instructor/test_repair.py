@@ -2,8 +2,8 @@
 import copy
 
 import nbformat
-
 from gradinghelpers import cell_of, gid, tiny_lab
+
 from instructor.grading.repair import make_inert, repair
 
 

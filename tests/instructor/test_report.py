@@ -2,6 +2,7 @@
 import os
 
 from gradinghelpers import read_csv, write
+
 from instructor.grading.release import write_zip
 from instructor.grading.report import Result, write_csv
 

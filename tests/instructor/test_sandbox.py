@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from instructor.grading import grade as grading, sandbox
+from instructor.grading import grade as grading
+from instructor.grading import sandbox
 from instructor.grading.remote import Remote, RemoteDied
 from instructor.grading.settings import Limits
 

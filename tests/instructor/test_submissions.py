@@ -5,8 +5,8 @@ import zipfile
 
 import nbformat
 import pytest
-
 from gradinghelpers import gid, tiny_lab, write
+
 from instructor.grading.repair import InvalidNotebook, read_submission
 from instructor.grading.submissions import find_submissions
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from instructor.grading.hidden import hidden_test
 from labsupport import attention as ref
 from labsupport.checks import lab01 as checks
 from labsupport.checks.core import call, compare, expect
-from instructor.grading.hidden import hidden_test
 
 
 @hidden_test("test_softmax", twins=["labsupport.attention:softmax_np"])
