@@ -2,6 +2,8 @@
 says so), author-year labels are unambiguous, and the page carries no authoring notes."""
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import re
 from collections import Counter
@@ -40,17 +42,22 @@ def test_every_cited_key_exists_and_every_entry_is_cited():
 def test_page_lists_only_cited_works_and_says_so():
     page = (BOOK / "bibliography.md").read_text()
     assert ":all:" not in page, "`:all:` lists uncited entries too"
-    assert ":list: bullet" in page, "the author-year text needs a list without [1]-[n] labels"
+    assert ":style: author_year_list" in page, "the author-year text needs a list without [1]-[n] labels"
     prose = page.split("```")[0]
     assert "only those" in prose and "{cite" not in prose and "references.bib" not in prose
 
 
+@functools.cache
+def bibliography_style():
+    spec = importlib.util.spec_from_file_location("bibliography_style", BOOK / "_ext" / "bibliography_style.py")
+    style = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(style)
+    return style
+
+
 def label(entry) -> str:
-    """The author-year label sphinxcontrib-bibtex shows: 'Vaswani et al., 2017', 'Ba and Kiros, ...'."""
-    people = entry.persons.get("author", [])
-    last = [" ".join(p.last_names) for p in people]
-    names = last[0] if len(last) == 1 else " and ".join(last) if len(last) == 2 else f"{last[0]} et al."
-    return f"{names}, {entry.fields.get('year', 'n.d.')}"
+    """The label of the bibliography list (book/_ext/bibliography_style.py), the same as the text's citations."""
+    return bibliography_style().author_year_label(entry)
 
 
 def test_author_year_labels_are_unambiguous():

@@ -116,9 +116,12 @@ def test_bibliography_page_lists_the_cited_works_without_numbers(built_book):
 
     bib = (HTML / "book/bibliography.html").read_text()
     body = bib[bib.index('id="bibliography"'):]
-    entries = re.findall(r'<li[^>]*id="id\d+"', body)
+    entries = re.findall(r'<div class="citation" id="id\d+"', body)
     assert len(entries) == len(cited_keys()), "the page should list each cited work once, and nothing else"
-    assert 'class="label"' not in body, "author-year citations, but the list shows [1]-[n] labels"
+    labels = [html.unescape(re.sub(r"<[^>]+>", "", lab)) for lab in
+              re.findall(r'<span class="label">(.*?)</span></span>', body)]
+    assert len(labels) == len(entries) and not any(re.fullmatch(r"\[\d+\]", lab) for lab in labels), labels[:3]
+    assert "[Vaswani et al., 2017]" in labels and "[Mikolov et al., 2013a]" in labels and "[Agrawal]" in labels
     assert "{cite}" not in body and "references.bib" not in body
     intro = (HTML / "book/intro.html").read_text()
     assert "undated" not in intro and "n.d." not in intro
