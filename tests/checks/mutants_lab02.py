@@ -1,0 +1,185 @@
+"""Mutants of Lab 2's solutions (multi-head attention in PyTorch): realistic wrong answers, each with what the
+self-check must say. The documented mistakes of ``labsupport.checks.lab02.MISTAKES`` are run too (test_mutants).
+Lab 2 has no dropout and no random sampling, so those classes of mistakes do not arise here."""
+from mutation import Mutant
+
+LAB = "lab02"
+#: check name of MISTAKES -> (the student's name it stands for, the solution cell whose test must catch it)
+TABLE = {"split_heads": ("split_heads", "split_heads"), "merge_heads": ("merge_heads", "merge_heads"),
+         "causal_mask": ("causal_mask", "masks"), "padding_mask": ("padding_mask", "masks"),
+         "multi_head_attention": ("MultiHeadAttention", "mha"), "to_torch_attn_mask": ("to_torch_attn_mask",
+                                                                                        "torch_mask")}
+
+SPLIT = "x.view(B, L, num_heads, D // num_heads).transpose(1, 2)"
+MERGE = "x.transpose(1, 2).reshape(B, L, H * d_head)"
+CAUSAL = "torch.ones(n, n, dtype=torch.bool).tril()"
+KEEP = "keep = torch.arange(max_len)[None, :] < lengths[:, None]"
+ATTN = "out, weights = scaled_dot_product_attention(q, k, v, mask)"
+RET = "return self.out_proj(merge_heads(out)), weights"
+EXPAND = "full = mask.expand(batch_size, num_heads, q_len, k_len)"
+FLIP = "return ~full.reshape(batch_size * num_heads, q_len, k_len)"
+
+
+def _manual(scale: str = "math.sqrt(q.size(-1))", fill: str = 'float("-inf")', nan: bool = True,
+            transpose: str = "k.transpose(-2, -1)") -> str:
+    """The attention written out by hand in MultiHeadAttention.forward, with the given pieces."""
+    lines = [f"scores = q @ {transpose} / {scale}",
+             "        if mask is not None:",
+             f"            scores = scores.masked_fill(~mask, {fill})",
+             "        weights = torch.softmax(scores, dim=-1)"]
+    if nan:
+        lines += ["        if mask is not None:", "            weights = weights.nan_to_num(0.0)"]
+    return "\n".join(lines + ["        out = weights @ v"])
+
+
+MUTANTS = [
+    # split_heads
+    Mutant("split_heads", "no_transpose", ("head axis is still after the sequence axis",), why="step missing",
+           replace=((".transpose(1, 2)", ""),)),
+    Mutant("split_heads", "view_straight", ("straight to (B, H, L, d_head)",), why="reshape in the wrong order",
+           replace=((SPLIT, "x.view(B, num_heads, L, D // num_heads)"),)),
+    Mutant("split_heads", "interleaved", ("interleaved",), why="wrong axes",
+           replace=((SPLIT, "x.view(B, L, D // num_heads, num_heads).permute(0, 3, 1, 2)"),)),
+    Mutant("split_heads", "sequence_first", ("wrong shape",), why="batched vs unbatched / axes confused",
+           replace=(("B, L, D = x.shape", "L, B, D = x.shape"),)),
+    Mutant("split_heads", "transpose_wrong_axes", ("wrong shape",), why="wrong axes",
+           replace=((".transpose(1, 2)", ".transpose(2, 3)"),)),
+    Mutant("split_heads", "heads_hard_coded", ("wrong shape",), why="argument ignored for a default",
+           replace=(("num_heads, D // num_heads", "2, D // 2"),)),
+    Mutant("split_heads", "numpy_result", ("should be a torch.Tensor",), why="numpy vs torch return",
+           replace=((SPLIT, SPLIT + ".numpy()"),)),
+    Mutant("split_heads", "d_head_is_num_heads", ("raised RuntimeError", "view(B, L, num_heads, D // num_heads)"),
+           why="wrong size", replace=(("D // num_heads", "num_heads"),)),
+    Mutant("split_heads", "transpose_2_1", why="another way", replace=((".transpose(1, 2)", ".transpose(2, 1)"),),
+           equivalent="transpose(2, 1) swaps the same two axes as transpose(1, 2)"),
+    Mutant("split_heads", "permute", why="another way", replace=((".transpose(1, 2)", ".permute(0, 2, 1, 3)"),),
+           equivalent="permute(0, 2, 1, 3) is transpose(1, 2) on a 4-D tensor"),
+    Mutant("split_heads", "infer_d_head", why="another way", replace=(("D // num_heads", "-1"),),
+           equivalent="view infers the last size, D // num_heads"),
+    # merge_heads
+    Mutant("merge_heads", "reshape_straight", ("straight to (B, L, D)",), why="step missing",
+           replace=((MERGE, "x.reshape(B, L, H * d_head)"),)),
+    Mutant("merge_heads", "no_reshape", ("did not concatenate the heads",), why="step missing",
+           replace=((MERGE, "x.transpose(1, 2)"),)),
+    Mutant("merge_heads", "view_after_transpose", ("cannot follow a transpose", ".reshape"), why="view vs reshape",
+           replace=((".reshape(", ".view("),)),
+    Mutant("merge_heads", "interleaved", ("interleaved",), why="wrong axes",
+           replace=(("x.transpose(1, 2)", "x.permute(0, 2, 3, 1)"),)),
+    Mutant("merge_heads", "unpack_swapped", ("wrong shape",), why="axes confused",
+           replace=(("B, H, L, d_head = x.shape", "B, L, H, d_head = x.shape"),)),
+    Mutant("merge_heads", "cat_along_sequence", ("wrong shape",), why="wrong axis",
+           replace=((MERGE, "torch.cat(x.unbind(1), dim=1)"),)),
+    Mutant("merge_heads", "transpose_wrong_axes", ("wrong values",), why="wrong axes",
+           replace=(("x.transpose(1, 2)", "x.transpose(2, 3)"),)),
+    Mutant("merge_heads", "infer_width", why="another way", replace=(("H * d_head)", "-1)"),),
+           equivalent="reshape infers the last size, H * d_head"),
+    Mutant("merge_heads", "cat_heads", why="another way", replace=((MERGE, "torch.cat(x.unbind(1), dim=-1)"),),
+           equivalent="concatenating the heads' (B, L, d_head) outputs along the features is the merge"),
+    # causal_mask and padding_mask
+    Mutant("masks", "causal_float", ("masks must be boolean",), why="dtype",
+           replace=((CAUSAL, "torch.ones(n, n).tril()"),)),
+    Mutant("masks", "causal_int", ("torch.int64", "masks must be boolean"), why="dtype",
+           replace=((CAUSAL, "torch.ones(n, n, dtype=torch.long).tril()"),)),
+    Mutant("masks", "causal_inverted", ("polarity is inverted",), why="mask polarity",
+           replace=((CAUSAL, "torch.ones(n, n, dtype=torch.bool).triu(1)"),)),
+    Mutant("masks", "causal_no_diagonal", ("diagonal is missing",), why="off by one",
+           replace=((CAUSAL, "torch.ones(n, n, dtype=torch.bool).tril(-1)"),)),
+    Mutant("masks", "causal_upper", ("see the future",), why="wrong triangle",
+           replace=((CAUSAL, "torch.ones(n, n, dtype=torch.bool).triu()"),)),
+    Mutant("masks", "padding_two_dims", ("broadcasting lines shapes up from the right",), why="shape/broadcasting",
+           replace=(("return keep[:, None, None, :]", "return keep"),)),
+    Mutant("masks", "padding_three_dims", ("head axis",), why="shape/broadcasting",
+           replace=(("return keep[:, None, None, :]", "return keep[:, None, :]"),)),
+    Mutant("masks", "padding_inverted", ("polarity is inverted",), why="mask polarity",
+           replace=((KEEP, KEEP.replace(" < ", " >= ")),)),
+    Mutant("masks", "padding_off_by_one", ("One position too many",), why="off by one",
+           replace=((KEEP, KEEP.replace(" < ", " <= ")),)),
+    Mutant("masks", "padding_max_len_ignored", ("max_len positions",), why="argument ignored",
+           replace=(("torch.arange(max_len)", "torch.arange(int(lengths.max()))"),)),
+    Mutant("masks", "padding_float", ("masks must be boolean",), why="dtype",
+           replace=(("return keep[:, None, None, :]", "return keep[:, None, None, :].float()"),)),
+    Mutant("masks", "padding_in_place", ("changed its argument `lengths` in place",), why="in-place modification",
+           replace=(("lengths[:, None]", "lengths.unsqueeze_(1)"),)),
+    Mutant("masks", "padding_transposed", ("wrong shape",), why="axes swapped",
+           replace=((KEEP, "keep = torch.arange(max_len)[:, None] < lengths[None, :]"),)),
+    Mutant("masks", "causal_tril_bool", why="another way",
+           replace=((CAUSAL, "torch.tril(torch.ones(n, n)).bool()"),),
+           equivalent="the float lower triangle turned into booleans is the same mask"),
+    Mutant("masks", "padding_unsqueeze", why="another way",
+           replace=(("return keep[:, None, None, :]", "return keep.unsqueeze(1).unsqueeze(2)"),),
+           equivalent="two unsqueezes insert the same two axes"),
+    # MultiHeadAttention
+    Mutant("mha", "values_from_key", ("values are projected from `key`",), why="wrong input used for a projection",
+           replace=(("self.v_proj(value)", "self.v_proj(key)"),)),
+    Mutant("mha", "keys_from_value", ("keys are projected from `value`",), why="wrong input used for a projection",
+           replace=(("self.k_proj(key)", "self.k_proj(value)"),)),
+    Mutant("mha", "query_from_key", ("queries are projected from `key`",), why="wrong input used for a projection",
+           replace=(("self.q_proj(query)", "self.q_proj(key)"),)),
+    Mutant("mha", "keys_with_v_proj", ("keys are computed with v_proj",), why="copy-paste slip",
+           replace=(("self.k_proj(key)", "self.v_proj(key)"),)),
+    Mutant("mha", "k_v_swapped", ("keys and the values are swapped",), why="swapped arguments",
+           replace=((ATTN, "out, weights = scaled_dot_product_attention(q, v, k, mask)"),)),
+    Mutant("mha", "no_out_proj", ("output projection is missing",), why="step missing",
+           replace=((RET, "return merge_heads(out), weights"),)),
+    Mutant("mha", "out_proj_before_merge", ("Linear layer got an input of the wrong width",), why="wrong order",
+           replace=((RET, "return merge_heads(self.out_proj(out)), weights"),)),
+    Mutant("mha", "mask_ignored", ("mask is ignored",), why="argument ignored",
+           replace=((ATTN, "out, weights = scaled_dot_product_attention(q, k, v)"),)),
+    Mutant("mha", "mask_inverted", ("polarity is inverted",), why="mask polarity",
+           replace=((ATTN, "out, weights = scaled_dot_product_attention(q, k, v, None if mask is None else ~mask)"),)),
+    Mutant("mha", "only_output", ("pair (output, weights)",), why="wrong return",
+           replace=((RET, "return self.out_proj(merge_heads(out))"),)),
+    Mutant("mha", "mean_weights", ("per head",), why="wrong return",
+           replace=((RET, RET + ".mean(1)"),)),
+    Mutant("mha", "heads_hard_coded", ("wrong values",), why="argument ignored for a default",
+           replace=(("self.num_heads)", "4)"),)),
+    Mutant("mha", "no_bias", ("with a bias",), why="structure",
+           replace=(("self.q_proj = nn.Linear(d_model, d_model)", "self.q_proj = nn.Linear(d_model, d_model, "
+                                                                  "bias=False)"),)),
+    Mutant("mha", "misnamed", ("no nn.Linear attribute `q_proj`",), why="structure",
+           replace=(("self.q_proj", "self.W_q"),)),
+    Mutant("mha", "per_head_width", ("`k_proj` should be nn.Linear(12, 12)",), why="structure",
+           replace=(("self.k_proj = nn.Linear(d_model, d_model)", "self.k_proj = nn.Linear(d_model, d_model // "
+                                                                  "num_heads)"),)),
+    Mutant("mha", "manual_scale_d_model", ("sqrt(d_model)",), why="wrong constant",
+           replace=((ATTN, _manual(scale="math.sqrt(self.d_model)")),)),
+    Mutant("mha", "manual_no_nan_to_num", ("contains NaN", "nan_to_num(0.0)"), why="non-finite values",
+           replace=((ATTN, _manual(nan=False)),)),
+    Mutant("mha", "manual_large_negative", ("may attend to nothing",), why="fill value",
+           replace=((ATTN, _manual(fill="-1e9", nan=False)),)),
+    Mutant("mha", "manual_k_T", ("raised RuntimeError", "transpose only the last two axes"),
+           why="batched vs unbatched transpose", replace=((ATTN, _manual(transpose="k.T")),)),
+    Mutant("mha", "manual_softmax_over_queries", ("wrong values",), why="wrong axis",
+           replace=((ATTN, _manual().replace("dim=-1", "dim=-2")),)),
+    Mutant("mha", "manual", why="another way", replace=((ATTN, _manual()),),
+           equivalent="the attention written out is what scaled_dot_product_attention computes"),
+    Mutant("mha", "merge_by_reshape_to_query", why="another way",
+           replace=(("merge_heads(out)", "out.transpose(1, 2).reshape(query.shape)"),),
+           equivalent="the merge written out, with the query's shape (B, Lq, D)"),
+    # to_torch_attn_mask
+    Mutant("torch_mask", "not_flipped", ("polarity is not flipped",), why="mask polarity",
+           replace=((FLIP, FLIP.replace("~", "")),)),
+    Mutant("torch_mask", "not_expanded", ("not expanded",), why="step missing",
+           source="def to_torch_attn_mask(mask, batch_size, num_heads, q_len, k_len):\n    return ~mask"),
+    Mutant("torch_mask", "heads_first", ("wrong order",), why="axes swapped",
+           replace=(("~full.reshape(", "~full.transpose(0, 1).reshape("),)),
+    Mutant("torch_mask", "float", ("masks must be boolean",), why="dtype",
+           replace=((FLIP, "return (~full.reshape(batch_size * num_heads, q_len, k_len)).float()"),)),
+    Mutant("torch_mask", "view_of_expanded", ("shares its memory", ".reshape"), why="view vs reshape",
+           replace=(("~full.reshape(", "~full.view("),)),
+    Mutant("torch_mask", "q_k_swapped", ("in this order",), why="swapped arguments",
+           replace=((EXPAND, "full = mask.expand(batch_size, num_heads, k_len, q_len)"),)),
+    Mutant("torch_mask", "batch_heads_swapped", ("in this order",), why="swapped arguments",
+           replace=((EXPAND, "full = mask.expand(num_heads, batch_size, q_len, k_len)"),)),
+    Mutant("torch_mask", "in_place_flip", ("changed its argument `mask` in place",), why="in-place modification",
+           replace=((EXPAND, "full = mask.logical_not_().expand(batch_size, num_heads, q_len, k_len)"),
+                    (FLIP, FLIP.replace("~", "")))),
+    Mutant("torch_mask", "repeat_instead_of_expand", ("raised RuntimeError", "Expand the mask to its full shape"),
+           why="wrong operation", replace=((EXPAND, "full = mask.repeat(batch_size, num_heads, 1, 1)"),)),
+    Mutant("torch_mask", "logical_not", why="another way",
+           replace=((FLIP, "return torch.logical_not(full.reshape(batch_size * num_heads, q_len, k_len))"),),
+           equivalent="torch.logical_not is ~ for booleans"),
+    Mutant("torch_mask", "flatten", why="another way", replace=(("full.reshape(batch_size * num_heads, q_len, k_len)",
+                                                                  "full.flatten(0, 1)"),),
+           equivalent="flattening the batch and head axes is the reshape to (B * H, Lq, Lk)"),
+]
