@@ -4,7 +4,10 @@
 #   make test        the whole test suite: labsupport unit tests, nbval on every lab, the strict book
 #                    build, the grading pipeline (about 15-20 minutes on 2 cores)
 #   make test-quick  the unit tests of labsupport only (about a minute)
-#   make lab         JupyterLab on the labs
+#   make lab         the student's JupyterLab (no nbgrader instructor tools) on my_labs/: copies of the
+#                    student versions in student/, made on first use and never overwritten
+#   make instructor  the instructor's JupyterLab (nbgrader's Create Assignment, Formgrader) on notebooks/
+#   make site        the book for a course that grades: labs shown without solutions, into _build_site/
 #   make release     student versions of every lab into release/ (plus one zip per lab for an LMS)
 #   make grade       autograde SUBMISSIONS=folder (or .zip) into grades/ (grades.csv + feedback HTML), each
 #                    submission in a bubblewrap sandbox (Linux, as root);
@@ -17,6 +20,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
+AXE    := tests/browser/node_modules/axe-core/axe.min.js
 SUBMISSIONS ?= submissions
 # OpenMP threads sleep instead of spinning while they wait: on a busy 2-core machine spinning threads made
 # small training loops 10-20x slower.
@@ -24,7 +28,7 @@ export OMP_WAIT_POLICY := PASSIVE
 GRADE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: book test test-quick test-notebooks lab release grade bench clean env
+.PHONY: book test test-quick test-notebooks lab instructor site axe release grade bench clean env
 
 env: $(STAMP)
 
@@ -38,7 +42,7 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP)
 	LABSUPPORT_STATIC=1 $(BIN)/jupyter-book build . --warningiserror --keep-going
 
-test: $(STAMP)
+test: $(STAMP) $(AXE)
 	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS) tests notebooks --nbval --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg
 
@@ -50,7 +54,25 @@ test-notebooks: $(STAMP)
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks
+	mkdir -p my_labs && for f in student/*.ipynb; do [ -e "my_labs/$${f##*/}" ] || cp "$$f" my_labs/; done
+	JUPYTER=$(BIN)/jupyter jupyter/lab student my_labs
+
+instructor: $(STAMP)
+	JUPYTER=$(BIN)/jupyter jupyter/lab instructor notebooks
+
+site: $(STAMP)
+	COURSE_SITE=student LABSUPPORT_STATIC=1 $(BIN)/jupyter-book build . --path-output _build_site \
+	  --warningiserror --keep-going
+
+# axe-core for the browser tests' accessibility checks: from the npm registry at install time, never at run
+# time; without npm the checks are skipped and the test summary says so
+axe: $(AXE)
+
+$(AXE):
+	@if command -v npm >/dev/null; then \
+	  npm install --prefix tests/browser --no-save --no-audit --no-fund axe-core@4.14.1 \
+	  || echo "npm install axe-core failed: the accessibility checks will be skipped"; \
+	else echo "npm not found: the accessibility checks of the browser tests will be skipped"; fi
 
 release: $(STAMP)
 	$(PY) -m instructor.grading release
@@ -62,4 +84,4 @@ bench: $(STAMP)
 	$(PY) -m instructor.bench
 
 clean:
-	rm -rf _build release _grading grades
+	rm -rf _build _build_site release _grading grades

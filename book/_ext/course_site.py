@@ -18,6 +18,10 @@ buttons open something that runs. Each fix says which upstream behaviour it work
   lab (``student/<lab>.ipynb``, produced by the release step); a chapter page launches on Binder the notebook
   that ``binder/postBuild`` makes of the chapter with jupytext, and offers no Colab button (Colab opens files
   from GitHub, where a chapter is MyST markdown that it cannot run).
+* **A site without solutions** (``make site``, for an instructor who grades): with ``COURSE_SITE=student``
+  the lab pages are read from ``student/<lab>.ipynb`` (the release step's versions: no solutions, no hidden
+  tests, no model answers) instead of ``notebooks/``. Self-learners keep the default book, with collapsed
+  solutions.
 * ``book/_static/course.js`` and ``course.css`` fix the theme's navigation toggles and labels at run time and
   give wide display equations a scroll cue (see those files).
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 from pathlib import Path
 
@@ -164,8 +169,33 @@ def _on_page_launch(app, pagename, templatename, context, doctree):
         context["header_buttons"].remove(groups[0])
 
 
+# ------------------------------------------------------------------------------------------------
+# make site: the labs without solutions
+# ------------------------------------------------------------------------------------------------
+def student_source(docname: str, srcdir: Path) -> str | None:
+    """The student version's text for a lab page, None for any other page (or a lab without one)."""
+    lab = LAB_PAGE.match(docname)
+    path = srcdir / STUDENT_DIR / f"{lab.group(1)}.ipynb" if lab else None
+    return path.read_text(encoding="utf-8") if path and path.exists() else None
+
+
+def _on_source_read(app, docname, source):
+    if app.config.course_site != "student" or not LAB_PAGE.match(docname):
+        return
+    text = student_source(docname, Path(app.srcdir))
+    if text is None:
+        LOGGER.warning(f"{docname}: no {STUDENT_DIR}/ version, so the site would show its solutions",
+                       type="course", subtype="site")
+        source[0] = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    else:
+        source[0] = text
+
+
 def setup(app):
     _patch_myst_nb()
+    # "student": lab pages from student/ (make site); a config value, so that switching rebuilds the pages
+    app.add_config_value("course_site", os.environ.get("COURSE_SITE", ""), "env")
+    app.connect("source-read", _on_source_read, priority=100)  # before lab_answers (500) reads the JSON
     app.add_js_file("course.js", **{"defer": "defer"})
     app.add_css_file("course.css")
     app.connect("html-page-context", _on_page_launch, priority=600)  # after sphinx-book-theme's (501)

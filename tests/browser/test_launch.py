@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -122,3 +123,21 @@ def test_binder_starts_the_students_jupyterlab():
     assert env["JUPYTER_CONFIG_PATH"].split(os.pathsep)[0] == str(ROOT / "jupyter" / "student")
     lab = (ROOT / "jupyter" / "lab").read_text()
     assert '"$here/share' in lab and '"$here/student' in lab, "jupyter/lab and binder/start differ"
+
+
+def test_make_site_reads_the_labs_from_student():
+    """`make site` (COURSE_SITE=student) renders each lab page from its student version; the default book
+    keeps the instructor version (collapsed solutions)."""
+    assert "COURSE_SITE=student" in (ROOT / "Makefile").read_text()
+    lab = LABS[0]
+    instructor = (ROOT / "notebooks" / f"{lab}.ipynb").read_text()
+    for mode, expected in (("student", (ROOT / "student" / f"{lab}.ipynb").read_text()), ("", instructor)):
+        app = SimpleNamespace(config=SimpleNamespace(course_site=mode), srcdir=str(ROOT))
+        source = [instructor]
+        course_site._on_source_read(app, f"notebooks/{lab}", source)
+        assert source[0] == expected, f"COURSE_SITE={mode!r}"
+        assert ("BEGIN SOLUTION" in source[0]) == (mode == ""), f"COURSE_SITE={mode!r}"
+    chapter = ["# a chapter"]
+    course_site._on_source_read(SimpleNamespace(config=SimpleNamespace(course_site="student"), srcdir=str(ROOT)),
+                                "book/intro", chapter)
+    assert chapter == ["# a chapter"]
