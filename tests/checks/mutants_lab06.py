@@ -1,0 +1,155 @@
+"""Mutants of Lab 6's solutions (GPT: bigram baseline, block, sampling, KV cache): realistic wrong answers, each
+with what the self-check must say. The documented mistakes of ``labsupport.checks.lab06.MISTAKES`` run too."""
+from mutation import Mutant
+
+LAB = "lab06"
+#: check name of MISTAKES -> (the student's name it stands for, the solution cell whose test must catch it)
+TABLE = {"bigram_loss": ("bigram_loss", "bigram_loss"), "gpt_block_forward": ("gpt_block_forward", "gpt_block_forward"),
+         "sample_next": ("sample_next", "sample_next"), "attend_with_cache": ("attend_with_cache", "attend_with_cache")}
+
+ONES = "counts = torch.ones(vocab_size, vocab_size, dtype=torch.float64)"
+PUT = "counts.index_put_((train_ids[:-1], train_ids[1:]), ones, accumulate=True)"
+LOOKUP = "probs[val_ids[:-1], val_ids[1:]]"
+ATTN = "attn_out, _ = block.self_attn(block.norm1(x), mask=mask)"
+RES1 = "x = x + block.dropout1(attn_out)"
+RES2 = "return x + block.dropout2(block.ff(block.norm2(x)))"
+TEMP = "logits = logits / temperature"
+KTH = "kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]"
+DRAW = "return torch.multinomial(probs, 1, generator=generator).squeeze(-1)"
+CAT = "k = torch.cat([past_k, k], dim=2)\n        v = torch.cat([past_v, v], dim=2)"
+MASK = "mask = causal_mask(q.shape[2], k.shape[2], device=x.device)"
+RET = "return attn.out_proj(attn.merge_heads(out)), k, v"
+
+MUTANTS = [
+    # bigram_loss
+    Mutant("bigram_loss", "no_smoothing", ("add-one smoothing",), why="step missing",
+           replace=((ONES, ONES.replace("torch.ones", "torch.zeros")),)),
+    Mutant("bigram_loss", "per_column", ("COLUMN",), why="wrong axis",
+           replace=(("counts.sum(dim=1, keepdim=True)", "counts.sum(dim=0, keepdim=True)"),)),
+    Mutant("bigram_loss", "sum", ("mean per character",), why="wrong reduction",
+           replace=((".mean().item()", ".sum().item()"),)),
+    Mutant("bigram_loss", "log2", ("bits",), why="wrong constant", replace=((".log()", ".log2()"),)),
+    Mutant("bigram_loss", "no_accumulate", ("accumulate=True",), why="argument left at its default",
+           replace=((", accumulate=True)", ")"),)),
+    Mutant("bigram_loss", "pairs_reversed", ("reversed",), why="swapped arguments",
+           replace=(("(train_ids[:-1], train_ids[1:])", "(train_ids[1:], train_ids[:-1])"),)),
+    Mutant("bigram_loss", "val_pairs_reversed", ("looked up reversed",), why="swapped arguments",
+           replace=((LOOKUP, "probs[val_ids[1:], val_ids[:-1]]"),)),
+    Mutant("bigram_loss", "training_text", ("training text",), why="wrong input used",
+           replace=((LOOKUP, "probs[train_ids[:-1], train_ids[1:]]"),)),
+    Mutant("bigram_loss", "vocab_from_data", ("vocab_size x vocab_size",), why="argument ignored for the data",
+           replace=((ONES, "V = int(train_ids.max()) + 1\n    counts = torch.ones(V, V, dtype=torch.float64)"),)),
+    Mutant("bigram_loss", "ones_too_long", ("raised RuntimeError",), why="off-by-one length",
+           replace=(("torch.ones(len(train_ids) - 1,", "torch.ones(len(train_ids),"),)),
+    Mutant("bigram_loss", "unigram", ("unigram",), why="wrong input used",
+           replace=(("probs = counts / counts.sum(dim=1, keepdim=True)\n    return -probs[val_ids[:-1], val_ids[1:]]",
+                     "probs = counts.sum(0) / counts.sum()\n    return -probs[val_ids[1:]]"),)),
+    Mutant("bigram_loss", "tensor_result", why="0-d tensor instead of a number",
+           replace=((".mean().item()", ".mean()"),),
+           equivalent="the exercise asks for the loss, not a Python float: the notebook takes float(...) of it, and "
+                      "a 0-d tensor holds the same number"),
+    Mutant("bigram_loss", "float32_counts", why="dtype", replace=((", dtype=torch.float64", ""),),
+           equivalent="float32 counts give the loss to about 1e-7 nats, far inside the tolerance"),
+    # gpt_block_forward
+    Mutant("gpt_block_forward", "no_mask", ("no causal mask",), why="mask missing",
+           replace=((ATTN, "attn_out, _ = block.self_attn(block.norm1(x))"),)),
+    Mutant("gpt_block_forward", "mask_inverted", ("polarity is inverted",), why="mask polarity",
+           replace=(("mask=mask)", "mask=~mask)"),)),
+    Mutant("gpt_block_forward", "mask_from_batch_axis", ("x.shape[1]",), why="wrong axis",
+           replace=(("causal_mask(x.shape[1]", "causal_mask(x.shape[0]"),)),
+    Mutant("gpt_block_forward", "float_mask", ("boolean",), why="dtype of a mask",
+           replace=(("mask = causal_mask(x.shape[1], device=x.device)",
+                     "mask = causal_mask(x.shape[1], device=x.device).float()"),)),
+    Mutant("gpt_block_forward", "post_norm", ("post-norm",), why="wrong order",
+           replace=((ATTN, "attn_out, _ = block.self_attn(x, mask=mask)"),
+                    (RES1, "x = block.norm1(x + block.dropout1(attn_out))"),
+                    (RES2, "return block.norm2(x + block.dropout2(block.ff(x)))"))),
+    Mutant("gpt_block_forward", "no_attention_residual", ("residual connection is missing",), why="step missing",
+           replace=((RES1, "x = block.dropout1(attn_out)"),)),
+    Mutant("gpt_block_forward", "no_ff_residual", ("residual connection is missing",), why="step missing",
+           replace=((RES2, "return block.dropout2(block.ff(block.norm2(x)))"),)),
+    Mutant("gpt_block_forward", "norm1_for_ff", ("block.norm2(x)",), why="copy-paste slip",
+           replace=(("block.ff(block.norm2(x))", "block.ff(block.norm1(x))"),)),
+    Mutant("gpt_block_forward", "dropout1_forgotten", ("dropout1(attn_out)",), why="dropout forgotten",
+           replace=((RES1, "x = x + attn_out"),)),
+    Mutant("gpt_block_forward", "dropout2_forgotten", ("dropout2",), why="dropout forgotten",
+           replace=((RES2, "return x + block.ff(block.norm2(x))"),)),
+    Mutant("gpt_block_forward", "dropout1_twice", ("used for both sub-layers",), why="copy-paste slip",
+           replace=(("block.dropout2(", "block.dropout1("),)),
+    Mutant("gpt_block_forward", "dropout_on_sum", ("residual sum",), why="dropout misplaced",
+           replace=((RES1, "x = block.dropout1(x + attn_out)"),)),
+    Mutant("gpt_block_forward", "functional_dropout", ("dropout is active although the block is in eval mode",),
+           why="eval vs train behaviour", replace=(("block.dropout1(attn_out)", "F.dropout(attn_out, 0.1)"),)),
+    Mutant("gpt_block_forward", "dropout_rate_hard_coded", ("check the dropouts",), why="dropout hard-coded",
+           replace=(("block.dropout1(attn_out)", "F.dropout(attn_out, 0.1, block.training)"),)),
+    Mutant("gpt_block_forward", "pair_not_unpacked", ("Attention returns a pair",), why="tuple for a tensor",
+           replace=(("attn_out, _ = block.self_attn(", "attn_out = block.self_attn("),)),
+    Mutant("gpt_block_forward", "in_place_residual", ("changed its argument `x` in place",),
+           why="in-place modification", replace=((RES1, "x += block.dropout1(attn_out)"),)),
+    Mutant("gpt_block_forward", "is_causal", why="another way",
+           replace=((ATTN, "attn_out, _ = block.self_attn(block.norm1(x), is_causal=True)"),),
+           equivalent="is_causal=True builds the same causal mask inside the attention"),
+    # sample_next
+    Mutant("sample_next", "no_temperature", ("temperature is not applied",), why="argument ignored",
+           replace=(("    " + TEMP + "\n", ""),)),
+    Mutant("sample_next", "times_temperature", ("multiplied by the temperature",), why="wrong operation",
+           replace=((TEMP, "logits = logits * temperature"),)),
+    Mutant("sample_next", "temperature_after_softmax", ("temperature is not applied",), why="wrong place",
+           replace=(("    " + TEMP + "\n", ""), ("probs = torch.softmax(logits, dim=-1)",
+                                        "probs = torch.softmax(logits, dim=-1) / temperature"))),
+    Mutant("sample_next", "in_place_temperature", ("changed its argument `logits` in place",),
+           why="in-place modification", replace=((TEMP, "logits /= temperature"),)),
+    Mutant("sample_next", "top_k_plus_one", ("k + 1",), why="off by one",
+           replace=(("torch.topk(logits, top_k, dim=-1)", "torch.topk(logits, top_k + 1, dim=-1)"),)),
+    Mutant("sample_next", "top_k_zero_fill", ("not -inf",), why="wrong fill value",
+           replace=(('float("-inf")', "0.0"),)),
+    Mutant("sample_next", "kth_without_keepdim", ("keep its axis",), why="batched shapes",
+           replace=((".values[:, -1:]", ".values[:, -1]"),)),
+    Mutant("sample_next", "keeps_the_smallest", ("outside the k largest",), why="comparison inverted",
+           replace=(("logits < kth", "logits > kth"),)),
+    Mutant("sample_next", "greedy", ("greedy argmax",), why="sampling replaced",
+           replace=((DRAW, "return probs.argmax(-1)"),)),
+    Mutant("sample_next", "generator_ignored", ("Pass it on",), why="generator ignored",
+           replace=((", generator=generator)", ")"),)),
+    Mutant("sample_next", "own_generator", ("use the `generator` argument",), why="generator replaced",
+           replace=(("generator=generator)", "generator=torch.Generator().manual_seed(0))"),)),
+    Mutant("sample_next", "not_squeezed", ("Squeeze",), why="shape", replace=((".squeeze(-1)", ""),)),
+    Mutant("sample_next", "softmax_over_batch", ("batch axis",), why="wrong axis",
+           replace=(("torch.softmax(logits, dim=-1)", "torch.softmax(logits, dim=0)"),)),
+    Mutant("sample_next", "multinomial_of_logits", ("takes probabilities",), why="wrong input used",
+           replace=(("torch.multinomial(probs,", "torch.multinomial(logits,"),)),
+    Mutant("sample_next", "temperature_after_top_k", why="another order",
+           replace=(("    " + TEMP + "\n", ""),
+                    ("torch.softmax(logits, dim=-1)", "torch.softmax(logits / temperature, dim=-1)")),
+           equivalent="dividing by a positive temperature keeps the order of the logits, so the same k survive, "
+                      "and -inf / T is still -inf"),
+    # attend_with_cache
+    Mutant("attend_with_cache", "not_appended", ("cache is not appended",), why="returned the wrong tensors",
+           replace=((RET, "L = x.shape[1]\n"
+                           "    return attn.out_proj(attn.merge_heads(out)), k[:, :, -L:], v[:, :, -L:]"),)),
+    Mutant("attend_with_cache", "cache_unused", ("ignored",), why="wrong variable used",
+           replace=((CAT, "k_all = torch.cat([past_k, k], dim=2)\n        v_all = torch.cat([past_v, v], dim=2)"),)),
+    Mutant("attend_with_cache", "wrong_axis", ("dim 2",), why="wrong axis", replace=(("dim=2)", "dim=1)"),)),
+    Mutant("attend_with_cache", "mask_not_shifted", ("causal_mask(L, T + L)",), why="off-by-T mask",
+           replace=((MASK, "mask = causal_mask(q.shape[2], device=x.device)"),)),
+    Mutant("attend_with_cache", "no_mask", ("no causal mask",), why="mask missing",
+           replace=(("scaled_dot_product_attention(q, k, v, mask)", "scaled_dot_product_attention(q, k, v)"),)),
+    Mutant("attend_with_cache", "values_from_past_keys", ("cached KEYS",), why="copy-paste slip",
+           replace=(("torch.cat([past_v, v], dim=2)", "torch.cat([past_k, v], dim=2)"),)),
+    Mutant("attend_with_cache", "values_from_k_proj", ("projected with k_proj",), why="wrong projection",
+           replace=(("attn.split_heads(attn.v_proj(x))", "attn.split_heads(attn.k_proj(x))"),)),
+    Mutant("attend_with_cache", "new_first", ("before the cached ones",), why="swapped arguments",
+           replace=(("[past_k, k]", "[k, past_k]"), ("[past_v, v]", "[v, past_v]"))),
+    Mutant("attend_with_cache", "no_out_proj", ("output projection is missing",), why="step missing",
+           replace=(("attn.out_proj(attn.merge_heads(out))", "attn.merge_heads(out)"),)),
+    Mutant("attend_with_cache", "pair_not_unpacked", ("returns a pair (output, weights)",), why="tuple for a tensor",
+           replace=(("out, _ = scaled_dot_product_attention", "out = scaled_dot_product_attention"),)),
+    Mutant("attend_with_cache", "none_not_handled", ("None when the cache is empty",), why="default not handled",
+           replace=(("    if past_k is not None:\n        " + CAT,
+                     "    k = torch.cat([past_k, k], dim=2)\n    v = torch.cat([past_v, v], dim=2)"),)),
+    Mutant("attend_with_cache", "mask_arguments_swapped", ("wrong shape",), why="swapped arguments",
+           replace=((MASK, "mask = causal_mask(k.shape[2], q.shape[2], device=x.device)"),)),
+    Mutant("attend_with_cache", "length_from_x", why="another way",
+           replace=((MASK, "mask = causal_mask(x.shape[1], k.shape[2], device=x.device)"),),
+           equivalent="x.shape[1] is the number of new positions, the same as q.shape[2]"),
+]
