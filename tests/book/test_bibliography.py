@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import yaml
 from pybtex.database import parse_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,12 +17,22 @@ BOOK = ROOT / "book"
 CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
 
 
+def outline() -> list[Path]:
+    """The pages of the book (_toc.yml): a notebook not yet in the outline is not rendered, so not cited."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [next(p for p in (ROOT / f"{f}.md", ROOT / f"{f}.ipynb") if p.exists()) for f in files]
+
+
 def cited_keys() -> Counter:
-    """How often each key is cited, in the chapters and in the labs' markdown cells (both are rendered)."""
-    texts = [p.read_text() for p in BOOK.glob("*.md")]
-    for nb in (ROOT / "notebooks").glob("lab*.ipynb"):
-        cells = json.loads(nb.read_text())["cells"]
-        texts += ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+    """How often each key is cited in the pages of the book: chapters, and the labs' markdown cells."""
+    texts = []
+    for page in outline():
+        if page.suffix == ".md":
+            texts.append(page.read_text())
+        else:
+            cells = json.loads(page.read_text())["cells"]
+            texts += ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
     keys = Counter()
     for text in texts:
         for group in CITE.findall(text):
