@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-
 STATIC_ENV = "LABSUPPORT_STATIC"
 
 
