@@ -7,11 +7,19 @@ import torch
 from instructor.grading.hidden import hidden_test
 from labsupport import attention as ref
 from labsupport.checks import lab02 as checks
-from labsupport.checks.core import call, call_with, compare, expect, probe
+from labsupport.checks.core import call, call_with, compare, expect, method, probe
 
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def _forward(m, what: str, *args, **kwargs):
+    """``(output, weights)`` of the student's module, both tensors."""
+    got = method(m, "forward", "MultiHeadAttention.forward", *args, **kwargs)
+    expect(isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got),
+           f"MultiHeadAttention.forward should return a pair of tensors (output, weights) for {what}.")
+    return got
 
 
 @hidden_test("test_split_heads", twins=["labsupport.attention:MultiHeadAttention.split_heads"])
@@ -45,6 +53,8 @@ def test_masks(student, seed):
             torch.tensor([[False] * 3, [True, True, False]])[:, None, None, :])
     c = call(student.causal_mask, "causal_mask", 4)
     p = call(student.padding_mask, "padding_mask", torch.tensor([4, 2, 1]), 4)
+    compare("causal_mask(4)", c, ref.causal_mask(4))
+    compare("padding_mask(tensor([4, 2, 1]), 4)", p, ref.padding_mask(torch.tensor([4, 2, 1]), 4))
     compare("causal_mask(4) & padding_mask(tensor([4, 2, 1]), 4)", c & p,
             ref.causal_mask(4) & ref.padding_mask(torch.tensor([4, 2, 1]), 4))
 
@@ -56,25 +66,25 @@ def test_mha(student, seed):
     probe(m, "set_training", False)
     g = _gen(seed)
     x = torch.randn(2, 4, 8, generator=g)
-    out, w = call(m, "MultiHeadAttention.forward", x)
-    expect(isinstance(out, torch.Tensor) and tuple(out.shape) == (2, 4, 8) and isinstance(w, torch.Tensor)
-           and tuple(w.shape) == (2, 2, 4, 4), "MultiHeadAttention(8, 2) must return an output of shape (2, 4, 8) "
-                                               "and weights of shape (2, 2, 4, 4) for x of shape (2, 4, 8).")
+    out, w = _forward(m, "x of shape (2, 4, 8)", x)
+    expect(tuple(out.shape) == (2, 4, 8) and tuple(w.shape) == (2, 2, 4, 4),
+           "MultiHeadAttention(8, 2) must return an output of shape (2, 4, 8) and weights of shape (2, 2, 4, 4) for "
+           "x of shape (2, 4, 8).")
     compare("the sums of the attention weights over the keys", w.sum(-1), torch.ones(2, 2, 4), atol=1e-5)
     # a causal mask: changing the last token must not change the earlier outputs
     x2 = x.clone()
     x2[:, -1] = torch.randn(2, 8, generator=g)
     c = ref.causal_mask(4)
-    a = call(m, "MultiHeadAttention.forward", x, mask=c)[0]
-    b = call(m, "MultiHeadAttention.forward", x2, mask=c)[0]
+    a = _forward(m, "a causal mask", x, mask=c)[0]
+    b = _forward(m, "a causal mask", x2, mask=c)[0]
     compare("the outputs of positions 0..2 under a causal mask after the last token changed", b[:, :3], a[:, :3],
             atol=1e-5)
     # permuting the keys and the values together does not change the output (attention is a weighted set sum)
     key, value = torch.randn(2, 6, 8, generator=g), torch.randn(2, 6, 8, generator=g)
     perm = torch.randperm(6, generator=g)
     compare("cross-attention after permuting the keys and the values together (it must not change)",
-            call(m, "MultiHeadAttention.forward", x, key[:, perm], value[:, perm])[0],
-            call(m, "MultiHeadAttention.forward", x, key, value)[0], atol=1e-5)
+            _forward(m, "cross-attention", x, key[:, perm], value[:, perm])[0],
+            _forward(m, "cross-attention", x, key, value)[0], atol=1e-5)
 
 
 @hidden_test("test_torch_mask", twins=["labsupport.attention:to_torch_mask",

@@ -9,7 +9,7 @@ import torch
 from instructor.grading.hidden import hidden_test
 from labsupport import positional as ref
 from labsupport.checks import lab03 as checks
-from labsupport.checks.core import build, call, compare, expect, expect_number, probe
+from labsupport.checks.core import build, call, compare, expect, expect_number, method, probe
 
 
 @hidden_test("test_permutation_gap")
@@ -53,6 +53,8 @@ def test_offset_matrix(student, seed):
     compare("offset_matrix(5, 10)", M5, ref.offset_rotation(5, 10), atol=1e-5)
     compare("offset_matrix(5, 10) @ its transpose (a rotation is orthogonal)", M5 @ M5.T, torch.eye(10), atol=1e-5)
     M2, M3 = (call(student.offset_matrix, "offset_matrix", k, 10) for k in (2, 3))
+    compare("offset_matrix(2, 10)", M2, ref.offset_rotation(2, 10), atol=1e-5)
+    compare("offset_matrix(3, 10)", M3, ref.offset_rotation(3, 10), atol=1e-5)
     compare("offset_matrix(2, 10) @ offset_matrix(3, 10) (it should be offset_matrix(5, 10))", M2 @ M3, M5, atol=1e-5)
     pe = ref.sinusoidal_encoding(30, 10)
     compare("PE[pos + 5] computed as offset_matrix(5, 10) @ PE[pos]", pe[:-5] @ M5.T, pe[5:], atol=1e-4)
@@ -64,7 +66,7 @@ def test_learned(student, seed):
     m = call(student.LearnedPositions, "LearnedPositions", 7, 3)
     n = sum(p.numel() for p in probe(m, "parameters").values())
     expect(n == 21, f"LearnedPositions(7, 3) has {n} parameters; expected 7 x 3 = 21.")
-    out = call(m, "LearnedPositions.forward", torch.zeros(2, 4, 3))
+    out = method(m, "forward", "LearnedPositions.forward", torch.zeros(2, 4, 3))
     expect(isinstance(out, torch.Tensor) and tuple(out.shape) == (2, 4, 3),
            "LearnedPositions(7, 3)(x) for x of shape (2, 4, 3) should be a tensor of the same shape.")
     compare("the second sequence of LearnedPositions(7, 3)(zeros) (every sequence gets the same positions)", out[1],
