@@ -69,11 +69,30 @@ def _python(source: str) -> str:
         return source
 
 
+def _defined_names(nb: nbformat.NotebookNode) -> set[str]:
+    """Names the notebook itself defines (functions, classes, assignments): the student's own ``causal_mask`` is
+    not labsupport's, even when the two share a name."""
+    names = set()
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(_python(c.source))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+    return names
+
+
 def scan(nb: nbformat.NotebookNode, released: nbformat.NotebookNode, twins: list[str]) -> Verdict:
     """What the student's code in ``nb`` does that deserves review (``twins``: the lab's references,
     ``module:name``)."""
     suspicious, reaches = [], []
-    twin_names = {t.rpartition(":")[2].rpartition(".")[2] for t in twins}
+    twin_names = {t.rpartition(":")[2].rpartition(".")[2] for t in twins} - _defined_names(nb)
     for source in student_code(nb, released):
         text = _python(source)
         for pattern, reason in SUSPICIOUS:

@@ -296,8 +296,9 @@ def _changed(before, args, kwargs):
 def _param_name(fn, position: int) -> str | None:
     import inspect
 
+    target = fn.forward if isinstance(fn, torch.nn.Module) else fn   # a module is called through forward
     try:
-        params = list(inspect.signature(fn).parameters)
+        params = [p for p in inspect.signature(target).parameters]
     except (TypeError, ValueError):
         return None
     return params[position] if position < len(params) else None
