@@ -515,10 +515,10 @@ def check_layer_norm(LayerNorm, *, seed: int = 0) -> None:
     case("LayerNorm(8) on rows whose features are all equal (variance 0)", flat)
     case("LayerNorm(8)(x) for x with a tiny variance (about 1e-5, where eps matters)", 3e-3 * _randn(seed, 5, 2, 3, D),
          atol=1e-4)
-    m2 = _module(call(LayerNorm, "LayerNorm", D, eps=0.1), f"LayerNorm({D}, eps=0.1)")
+    m2 = _module(call(LayerNorm, "LayerNorm", D, 0.1), f"LayerNorm({D}, 0.1)")
     _load(m2, "LayerNorm", state)
-    case("LayerNorm(8, eps=0.1)(x) for x of variance about 1 (eps is an argument)", _randn(seed, 6, 2, 4, D),
-         eps=0.1, module=m2, kwargs={"eps": 0.1})
+    case("LayerNorm(8, 0.1)(x) for x of variance about 1 (eps is an argument)", _randn(seed, 6, 2, 4, D),
+         eps=0.1, module=m2, args=(D, 0.1))
     passed("LayerNorm", "equal to nn.LayerNorm")
 
 
