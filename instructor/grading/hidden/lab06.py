@@ -57,13 +57,13 @@ def test_sample_next(student, seed):
         method(g, "manual_seed", "torch.Generator.manual_seed", s)
         return g
 
-    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]]).repeat(4000, 1)
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]]).repeat(20000, 1)
     ids = call_with(fn, "sample_next", (logits, 1.0), {"top_k": 2, "generator": generator(seed + 1)})
-    expect(isinstance(ids, torch.Tensor) and ids.shape == (4000,), "sample_next must return one id per row.")
+    expect(isinstance(ids, torch.Tensor) and ids.shape == (20000,), "sample_next must return one id per row.")
     expect(set(ids.tolist()) == {1, 3}, "With top_k=2 only the two largest logits (ids 1 and 3) may be drawn, and "
                                         f"both should be; the draws used ids {sorted(set(ids.tolist()))}.")
     share = float((ids == 1).double().mean())
-    expect(abs(share - math.e / (math.e + 1)) < 0.03,
+    expect(abs(share - math.e / (math.e + 1)) < 0.02,
            f"With top_k=2 the kept two are renormalised: id 1 should be drawn {100 * math.e / (math.e + 1):.0f}% of "
            f"the time, it was drawn {100 * share:.0f}%.")
     ids = call_with(fn, "sample_next", (logits,), {"temperature": 0.05, "generator": generator(seed + 2)})
