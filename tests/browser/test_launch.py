@@ -36,7 +36,9 @@ def test_student_versions_are_the_release_of_the_labs():
 
 @pytest.mark.parametrize("lab", LABS)
 def test_student_version_has_no_solutions(lab):
-    student = json.loads((ROOT / "student" / f"{lab}.ipynb").read_text())
+    path = ROOT / "student" / f"{lab}.ipynb"
+    assert path.exists(), f"no student/{lab}.ipynb: run `.venv/bin/python book/_ext/student_labs.py`"
+    student = json.loads(path.read_text())
     text = "\n".join("".join(c["source"]) for c in student["cells"])
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
         assert marker not in text, f"student/{lab}.ipynb contains {marker}"
