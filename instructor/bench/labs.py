@@ -23,6 +23,8 @@ BARS: dict[str, list[tuple[str, str, float | str]]] = {
     "lab06": [("val_loss", "<=", 1.50)],
     "lab07": [("pretraining_gain", ">=", 0.10)],
     "lab08": [("test_acc", ">=", 0.97)],
+    "lab09": [("tokens_match", ">=", 1.0), ("hidden_max_diff", "<=", 1e-4), ("pretrained_mrr", ">", "tfidf_mrr"),
+              ("pretrained_mrr", ">", "scratch_mrr"), ("previous_token_share", ">=", 0.9)],
 }
 #: Every lab's wall-time target on 2 CPU cores (issue 12).
 WALL_TARGET_S = 75.0
