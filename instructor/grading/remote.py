@@ -94,7 +94,7 @@ class Remote(Client):
             raise ProtocolError(f"an answer of {n:,} bytes is larger than the limit of {MAX_FRAME:,}")
         try:
             answer = json.loads(self._read_exactly(n))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        except (UnicodeDecodeError, ValueError, RecursionError):   # JSONDecodeError is a ValueError
             raise ProtocolError("an answer that is not valid JSON") from None
         if not isinstance(answer, dict):
             raise ProtocolError("an answer that is not a JSON object")

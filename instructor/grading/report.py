@@ -115,7 +115,7 @@ def write_csv(results: list[Result], path: Path, labs: list[str]) -> None:
             if r.lab == lab:
                 columns += [k for k in r.max_scores if k not in columns]
                 break
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with open(path, "w", newline="", encoding="utf-8", errors="replace") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["student", "lab", *columns, "total", "max", "status", "needs_manual_grading", "notes"])
         for r in results:
@@ -221,10 +221,10 @@ def report(out: str | Path = settings.OUT, workspace: str | Path = settings.WORK
         r = result_of(ws, item["student"], item["lab"], item["status"], list(item["notes"]), item["shown"])
         dest = fb / r.student / f"{r.lab}.html"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(feedback_html(ws, r), encoding="utf-8")
+        dest.write_text(feedback_html(ws, r), encoding="utf-8", errors="replace")
         results.append(r)
     write_csv(results, out / "grades.csv", state["labs"])
-    with open(out / "grading.log", "w", encoding="utf-8") as fh:
+    with open(out / "grading.log", "w", encoding="utf-8", errors="replace") as fh:
         for w in state.get("warnings", []):
             fh.write(f"warning: {w}\n")
         for r in sorted(results, key=lambda r: (r.student, r.lab)):

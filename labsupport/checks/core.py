@@ -20,6 +20,7 @@ message, never a traceback of this package.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -128,7 +129,8 @@ _ERROR_HINTS: dict[str, list[tuple[str, str]]] = {}
 def error_hints(name: str, hints: Iterable[tuple[str, str]]) -> None:
     """Declare what crashes of the exercise ``name`` usually mean: ``(regular expression, hint)`` pairs that
     :func:`call` tries on the error message before :data:`LIBRARY_HINTS`."""
-    _ERROR_HINTS.setdefault(name, []).extend(hints)
+    known = _ERROR_HINTS.setdefault(name, [])
+    known.extend(h for h in hints if h not in known)   # a module imported again adds nothing twice
 
 
 def _where(info: dict) -> str:
@@ -158,6 +160,9 @@ def explain_error(err: Exception, name: str, args: Sequence = (), kwargs: dict |
                 "(`x.copy()`, `x.clone()`).")
     info = err.info if isinstance(err, StudentCodeError) else _subject.error_info(err)
     etype, message = info.get("type", "Exception"), info.get("message", "")
+    if etype == "WireError":
+        return (f"`{name}` returned a value the check cannot read ({message[:300]}). Return numbers, NumPy arrays "
+                "or torch tensors (dense, on the CPU or a GPU), or tuples of them, as the exercise asks.")
     if info.get("undefined"):
         return (f"`{name}` is not defined. Run the cell that defines it (and keep its name as given), then run "
                 "this check again.")
@@ -184,7 +189,7 @@ def explain_error(err: Exception, name: str, args: Sequence = (), kwargs: dict |
     return msg + "\nRun the cell that defines it on a small input and print the shapes of the intermediate values."
 
 
-def call_with(fn, name: str, args: Sequence = (), kwargs: dict | None = None, *, seed: int | None = None,
+def call_with(fn, name: str, args: Sequence = (), kwargs: dict | None = None, /, *, seed: int | None = None,
               grad: bool = False, watch: bool = True, error_hints: Iterable[tuple[str, str]] = ()):
     """Call the student's ``fn(*args, **kwargs)`` and return its result as plain data (or a :class:`Handle`).
 
@@ -201,12 +206,12 @@ def call_with(fn, name: str, args: Sequence = (), kwargs: dict | None = None, *,
         raise CheckFailed(explain_error(err, name, args, kwargs, error_hints)) from None
 
 
-def call(fn, name: str, *args, **kwargs):
+def call(fn, name: str, /, *args, **kwargs):
     """``call_with(fn, name, args, kwargs)``: run the student's code on these arguments."""
     return call_with(fn, name, args, kwargs)
 
 
-def method(obj, attr: str, name: str, *args, seed: int | None = None, grad: bool = False, **kwargs):
+def method(obj, attr: str, name: str, /, *args, seed: int | None = None, grad: bool = False, **kwargs):
     """Call ``obj.attr(*args, **kwargs)`` on the student's object (a handle), e.g. ``method(m, "forward", ...)``."""
     h = as_handle(obj)
     try:
@@ -225,7 +230,7 @@ def _qualname(factory) -> str:
     return f"{module}:{qual}"
 
 
-def build(like, factory: Callable, *args, seed: int | None = None, **kwargs):
+def build(like, factory: Callable, /, *args, seed: int | None = None, **kwargs):
     """``factory(*args, **kwargs)`` made on the side where ``like`` (a student's object) lives: a handle.
 
     ``factory`` is a class or function of labsupport, torch or numpy (e.g. ``nn.LayerNorm``,
@@ -235,12 +240,17 @@ def build(like, factory: Callable, *args, seed: int | None = None, **kwargs):
     h = as_handle(like)
     client = h._client
     try:
-        return client.call(client.resolve(_qualname(factory)), args, kwargs, seed=seed, watch=False)
-    except (StudentCodeError, ModifiedArgument) as err:  # our own helper failed: a bug of the check
-        raise RuntimeError(f"building {_qualname(factory)} failed: {err}") from None
+        made = client.resolve(_qualname(factory))
+    except (StudentCodeError, ModifiedArgument) as err:  # the check names something that does not exist: its bug
+        raise RuntimeError(f"cannot find {_qualname(factory)}: {err}") from None
+    try:
+        return client.call(made, args, kwargs, seed=seed, watch=False)
+    except (StudentCodeError, ModifiedArgument) as err:
+        raise CheckFailed(f"The check could not build its test object ({factory.__name__}) where your code runs "
+                          f"({err}). Did a cell of the notebook change torch or labsupport?") from None
 
 
-def probe(obj, what: str, *args, **kwargs):
+def probe(obj, what: str, /, *args, **kwargs):
     """Run one of the helpers of :mod:`labsupport.checks.subject` on the student's object where it lives:
     ``probe(m, "parameters")`` -> ``{name: tensor}``, ``probe(m, "gradients", x)``, ``probe(m, "set_training",
     False)``. A failure inside the student's code becomes a :class:`CheckFailed`."""
@@ -281,8 +291,8 @@ def candidates(mistakes: Iterable[Mistake], *args, **kwargs) -> list[tuple[Any, 
     out = []
     for m in mistakes:
         try:
-            with np.errstate(all="ignore"):
-                out.append((m.fn(*args, **kwargs), m.message))
+            with np.errstate(all="ignore"):   # each mistake gets its own copy: one may change its inputs
+                out.append((m.fn(*copy.deepcopy(args), **copy.deepcopy(kwargs)), m.message))
         except Exception:  # noqa: BLE001 - a mistake that cannot handle this input simply gives no hint
             continue
     return out
@@ -330,7 +340,7 @@ def compare(what: str, got, expected, atol: float = 1e-6, rtol: float = 0.0,
             msg += " It looks transposed: check which axis you swap or reduce over."
         elif g.size == e.size:
             msg += " Same number of elements: a reshape, transpose or view is in the wrong order."
-        _explain_with_hints(what, got, expected, hints)
+        _explain_with_hints(what, got, expected, hints, atol, rtol)
         raise CheckFailed(msg)
     if e.dtype == np.bool_ and g.dtype != np.bool_:
         raise CheckFailed(f"{what} should be a boolean mask (dtype bool), but its dtype is {g.dtype}.")
@@ -348,7 +358,7 @@ def compare(what: str, got, expected, atol: float = 1e-6, rtol: float = 0.0,
                           "create tensors with `dtype=x.dtype`, or use `torch.zeros_like`/`torch.full_like`.")
     if g.dtype == np.bool_ or e.dtype == np.bool_:
         if not np.array_equal(g, e):
-            _explain_with_hints(what, got, expected, hints)
+            _explain_with_hints(what, got, expected, hints, atol, rtol)
             raise CheckFailed(f"{what} differs from the expected mask in {int((g != e).sum())} of {g.size} places "
                               f"(first at index {_first(g != e)}: {bool(e[_first(g != e)])} was expected).")
         return
@@ -360,7 +370,7 @@ def compare(what: str, got, expected, atol: float = 1e-6, rtol: float = 0.0,
         tol = atol + rtol * np.abs(np.where(exp_bad, 0, e64))
     if same_special and not (diff > tol).any():
         return
-    _explain_with_hints(what, got, expected, hints)
+    _explain_with_hints(what, got, expected, hints, atol, rtol)
     if (bad & ~exp_bad).any():
         i = _first(bad & ~exp_bad)
         raise CheckFailed(
@@ -386,19 +396,41 @@ def _first(mask: np.ndarray) -> tuple:
     return tuple(int(j) for j in np.argwhere(mask)[0]) if mask.ndim else ()
 
 
-def _explain_with_hints(what, got, expected, hints) -> None:
+def _explain_with_hints(what, got, expected, hints, atol: float = 1e-6, rtol: float = 0.0) -> None:
+    """Raise the message of the first hint whose candidate ``got`` matches (to compare's own tolerance, with the
+    same NaN and infinities) while the candidate itself differs from ``expected``."""
     g = to_numpy(got).astype(np.float64) if not isinstance(got, (int, float)) else np.asarray(float(got))
-    e = to_numpy(expected)
+    e = to_numpy(expected).astype(np.float64)
+    scale = max(1.0, float(np.nanmax(np.abs(np.where(np.isfinite(e), e, 0)))) if e.size else 1.0)
+    tol = max(atol, 1e-9) * scale
+
+    def same(a, b) -> bool:
+        if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
+            return False
+        inf = np.isinf(a) | np.isinf(b)
+        if not np.array_equal(a[inf], b[inf]):
+            return False
+        ok = ~(np.isnan(a) | inf)
+        return bool(np.allclose(a[ok], b[ok], atol=tol, rtol=rtol))
+
+    def matches(got_, cand) -> bool:
+        """``got_`` is ``cand``, where a NaN of ``got_`` may stand for a 0 of ``cand`` (a softmax over a row of
+        -inf gives NaN in plain code and 0 in the references)."""
+        if got_.shape != cand.shape:
+            return False
+        nan = np.isnan(got_) & (np.isnan(cand) | (cand == 0))
+        return same(np.where(nan, 0.0, got_), np.where(nan, 0.0, cand))
+
     for candidate, message in hints:
-        c = to_numpy(candidate)
-        if c.shape != g.shape:
+        try:
+            c = to_numpy(candidate).astype(np.float64)
+        except (TypeError, ValueError):
             continue
-        c = c.astype(np.float64)
         with np.errstate(all="ignore"):
-            if c.shape == e.shape and np.allclose(np.nan_to_num(c), np.nan_to_num(e.astype(np.float64)), atol=1e-9) \
-                    and np.array_equal(np.isnan(c), np.isnan(e.astype(np.float64))):
-                continue  # this mistake gives the right answer on this input: no evidence
-            if np.allclose(np.nan_to_num(g), np.nan_to_num(c), atol=1e-5):
+            if c.shape == e.shape and np.array_equal(np.isnan(c), np.isnan(e)) and bool(np.all(
+                    (np.isnan(c) & np.isnan(e)) | (c == e) | (np.abs(c - e) <= atol + rtol * np.abs(e)))):
+                continue  # this mistake passes compare on this input: no evidence
+            if matches(g, c):
                 raise CheckFailed(f"{what} is not right yet. {message}")
 
 

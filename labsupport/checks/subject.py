@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import json
 import linecache
+import operator
 import os
 import random
 import sys
@@ -78,11 +79,37 @@ class ModifiedArgument(Exception):
         self.info = info
 
 
+def _library_dirs() -> tuple[str, ...]:
+    import site
+    import sysconfig
+
+    dirs = set(_LIBRARY_DIRS)
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        try:
+            dirs.add(os.path.abspath(sysconfig.get_path(key)))
+        except (KeyError, TypeError):
+            pass
+    try:
+        dirs.add(os.path.abspath(site.getusersitepackages()))
+    except (AttributeError, TypeError):
+        pass
+    return tuple(sorted(dirs))
+
+
+_ALL_LIBRARY_DIRS = _library_dirs()
+
+
 def _is_student_file(filename: str) -> bool:
+    """Code the student wrote: not in Python's library, not in any installed package (site-packages,
+    dist-packages, the user site, the virtual environment), not in labsupport."""
     if not filename or filename.startswith("<frozen"):
         return False
-    path = os.path.abspath(filename) if not filename.startswith("<") else filename
-    return not any(path == d or path.startswith(d + os.sep) for d in _LIBRARY_DIRS)
+    if filename.startswith("<"):
+        return True
+    path = os.path.abspath(filename)
+    if "site-packages" in path.split(os.sep) or "dist-packages" in path.split(os.sep):
+        return False
+    return not any(path == d or path.startswith(d + os.sep) for d in _ALL_LIBRARY_DIRS)
 
 
 def _library_of(filename: str) -> str:
@@ -183,7 +210,7 @@ class Server:
                     return {"error": {"type": "NameError", "message": f"name '{name}' is not defined",
                                       "library": None, "stub": False, "function": "", "frames": [],
                                       "undefined": True}}
-                return {"value": self.ref(self.namespace[name])}
+                return {"value": self._encode_result(self.namespace[name])}
             if op == "resolve":
                 return {"value": self.ref(self.resolve(msg.get("qualname")))}
             if op == "release":
@@ -225,6 +252,11 @@ class Server:
             return wire.encode(value, ref=self.ref)
         except wire.WireError as err:
             raise wire.WireError(f"the returned value cannot be checked: {err}") from None
+        except Exception as err:  # noqa: BLE001 - a meta or sparse tensor, a value whose copy fails
+            extra = (" (a meta or sparse tensor has no values to compare: build it on the CPU, dense)"
+                     if isinstance(value, torch.Tensor) or "meta" in str(err) else "")
+            raise wire.WireError(f"the returned value cannot be checked: {type(err).__name__}: "
+                                 f"{str(err)[:200]}{extra}") from None
 
     def _call(self, msg: dict) -> dict:
         fn = self.deref({"id": msg.get("id")})
@@ -235,7 +267,9 @@ class Server:
         watch = msg.get("watch", True) is True
         before = _snapshot(args, kwargs) if watch else None
         seed = msg.get("seed")
-        if type(seed) is int:
+        saved = None
+        if type(seed) is int:      # seed for this call only: the caller's random state comes back afterwards
+            saved = (torch.random.get_rng_state(), np.random.get_state(), random.getstate())
             torch.manual_seed(seed)
             np.random.seed(seed % 2**32)
             random.seed(seed)
@@ -244,8 +278,16 @@ class Server:
                 value = fn(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - the checked code may raise anything
             return {"error": error_info(err)}
+        finally:
+            if saved is not None:
+                torch.random.set_rng_state(saved[0])
+                np.random.set_state(saved[1])
+                random.setstate(saved[2])
         if before is not None:
-            changed = _changed(before, args, kwargs)
+            try:
+                changed = _changed(before, args, kwargs)
+            except Exception:  # noqa: BLE001 - an argument that cannot be read back any more has changed
+                changed = 0
             if changed is not None:
                 return {"modified": {"position": changed if isinstance(changed, int) else None,
                                      "name": changed if isinstance(changed, str) else _param_name(fn, changed)}}
@@ -360,6 +402,12 @@ class Client:
 
     def call(self, handle: Handle, args=(), kwargs=None, *, seed: int | None = None, grad: bool = False,
              watch: bool = True):
+        if not isinstance(args, (tuple, list)):
+            raise TypeError(f"args must be a tuple or list of arguments, not {type(args).__name__}")
+        if seed is not None:
+            if isinstance(seed, bool):
+                raise TypeError("seed must be an integer, not a bool")
+            seed = operator.index(seed)
         msg = {"op": "call", "id": handle._id, "args": wire.encode(list(args), ref=self._node_of),
                "kwargs": wire.encode(dict(kwargs or {}), ref=self._node_of), "seed": seed, "grad": bool(grad),
                "watch": bool(watch)}
@@ -375,34 +423,38 @@ class Client:
             pass
 
 
+def _s(x, n: int) -> str:
+    return str(x)[:n].encode("utf-8", "replace").decode("utf-8")
+
+
 def _clean_info(info) -> dict:
-    """An error description from the other side, reduced to the expected keys and types."""
+    """An error description from the other side, reduced to the expected keys and types (valid UTF-8)."""
     if not isinstance(info, dict):
         info = {}
     frames = []
     for f in info.get("frames", [])[:20] if isinstance(info.get("frames"), list) else []:
         if isinstance(f, dict):
-            frames.append({"file": str(f.get("file", ""))[:200], "line": f.get("line") if type(f.get("line")) is int
-                           else 0, "function": str(f.get("function", ""))[:100], "code": str(f.get("code", ""))[:200],
+            frames.append({"file": _s(f.get("file", ""), 200), "line": f.get("line") if type(f.get("line")) is int
+                           else 0, "function": _s(f.get("function", ""), 100), "code": _s(f.get("code", ""), 200),
                            "student": f.get("student") is True})
     lib = info.get("library")
-    return {"type": str(info.get("type", "Exception"))[:100], "message": str(info.get("message", ""))[:2000],
-            "library": str(lib)[:50] if lib is not None else None, "stub": info.get("stub") is True,
+    return {"type": _s(info.get("type", "Exception"), 100), "message": _s(info.get("message", ""), 2000),
+            "library": _s(lib, 50) if lib is not None else None, "stub": info.get("stub") is True,
             "stub_elsewhere": info.get("stub_elsewhere") is True,
-            "function": str(info.get("function", ""))[:100], "frames": frames,
+            "function": _s(info.get("function", ""), 100), "frames": frames,
             "undefined": info.get("undefined") is True}
 
 
 def _clean_meta(meta) -> dict:
     if not isinstance(meta, dict):
         meta = {}
-    mro = [str(m)[:200] for m in meta.get("mro", [])[:12]] if isinstance(meta.get("mro"), list) else []
-    cmro = [str(m)[:200] for m in meta.get("class_mro", [])[:12]] if isinstance(meta.get("class_mro"), list) else []
+    mro = [_s(m, 200) for m in meta.get("mro", [])[:12]] if isinstance(meta.get("mro"), list) else []
+    cmro = [_s(m, 200) for m in meta.get("class_mro", [])[:12]] if isinstance(meta.get("class_mro"), list) else []
     n = meta.get("nparams")
-    return {"type": str(meta.get("type", "object"))[:100], "mro": mro, "class_mro": cmro,
+    return {"type": _s(meta.get("type", "object"), 100), "mro": mro, "class_mro": cmro,
             "is_class": meta.get("is_class") is True, "callable": meta.get("callable") is True,
             "module": meta.get("module") is True, "nparams": n if type(n) is int else None,
-            "name": str(meta.get("name", ""))[:100]}
+            "name": _s(meta.get("name", ""), 100)}
 
 
 class LocalClient(Client):
@@ -434,7 +486,12 @@ class Handle:
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
-        return self._client.getattr(self, name)
+        try:
+            return self._client.getattr(self, name)
+        except StudentCodeError as err:
+            if err.type_name == "AttributeError":   # so that hasattr() and getattr(h, x, default) work
+                raise AttributeError(err.message) from None
+            raise
 
     def __setattr__(self, name, value):
         raise AttributeError("a handle is read-only: change the object with a call on the checked side")

@@ -35,7 +35,8 @@ class Limits:
     max_depth = 32           #: nesting of lists/tuples/dicts
     max_items = 100_000      #: items of one list/tuple/dict
     max_str = 100_000        #: characters of one string
-    max_bytes = 64 << 20     #: bytes of one array
+    max_bytes = 32 << 20     #: bytes of one array
+    max_nodes = 1_000_000    #: values in one decoded answer, all nesting levels together
 
 
 #: dtypes that travel as themselves (name -> numpy dtype)
@@ -65,7 +66,10 @@ def _unfloat(x) -> float:
         return float(x)
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise WireError("not a float")
-    return float(x)
+    try:
+        return float(x)
+    except OverflowError:
+        raise WireError("a float out of range") from None
 
 
 def _array_payload(a: np.ndarray) -> str:
@@ -174,11 +178,29 @@ def _array(node, dtypes) -> np.ndarray:
     return np.frombuffer(raw, dtype=dt).reshape(shape).copy()
 
 
-def decode(node, deref=None, _depth: int = 0):
+def decode(node, deref=None):
     """The value :func:`encode` made ``node`` from. ``deref(node) -> object`` resolves references (without it a
-    reference raises :class:`WireError`). Never calls code named by the data."""
+    reference raises :class:`WireError`). Never calls code named by the data; any malformed input, however it
+    is malformed, raises :class:`WireError`, and strings come back valid UTF-8."""
+    try:
+        return _decode(node, deref, 0, [Limits.max_nodes])
+    except WireError:
+        raise
+    except (ValueError, TypeError, RuntimeError, OverflowError, RecursionError, MemoryError) as err:
+        raise WireError(f"malformed data ({type(err).__name__})") from None
+
+
+def _utf8(s: str) -> str:
+    """``s`` with lone surrogates (not encodable as UTF-8) replaced."""
+    return s.encode("utf-8", "replace").decode("utf-8")
+
+
+def _decode(node, deref, _depth: int, budget: list):
     if _depth > Limits.max_depth:
         raise WireError("nested too deeply")
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise WireError(f"more than {Limits.max_nodes:,} values in one answer")
     if not isinstance(node, dict):
         raise WireError("not an encoded value")
     t, v, d = node.get("t"), node.get("v"), _depth + 1
@@ -204,11 +226,11 @@ def decode(node, deref=None, _depth: int = 0):
     if t == "str":
         if not isinstance(v, str) or len(v) > Limits.max_str:
             raise WireError("bad str")
-        return v
+        return _utf8(v)
     if t in ("list", "tuple"):
         if not isinstance(v, list) or len(v) > Limits.max_items:
             raise WireError(f"bad {t}")
-        items = [decode(x, deref, d) for x in v]
+        items = [_decode(x, deref, d, budget) for x in v]
         return items if t == "list" else tuple(items)
     if t == "dict":
         if not isinstance(v, list) or len(v) > Limits.max_items:
@@ -217,15 +239,15 @@ def decode(node, deref=None, _depth: int = 0):
         for pair in v:
             if not isinstance(pair, list) or len(pair) != 2:
                 raise WireError("bad dict item")
-            k = decode(pair[0], None, d)
+            k = _decode(pair[0], None, d, budget)
             if type(k) not in (str, int):
                 raise WireError("bad dict key")
-            out[k] = decode(pair[1], deref, d)
+            out[k] = _decode(pair[1], deref, d, budget)
         return out
     if t == "slice":
         if not isinstance(v, list) or len(v) != 3:
             raise WireError("bad slice")
-        parts = [decode(x, None, d) for x in v]
+        parts = [_decode(x, None, d, budget) for x in v]
         if not all(p is None or type(p) is int for p in parts):
             raise WireError("bad slice")
         return slice(*parts)
@@ -255,8 +277,9 @@ def decode(node, deref=None, _depth: int = 0):
         if node.get("dtype") == "bfloat16":
             tensor = tensor.to(torch.bfloat16)
         if node.get("param") is True:
-            tensor = torch.nn.Parameter(tensor, requires_grad=node.get("requires_grad") is True)
-        elif node.get("requires_grad") is True and tensor.is_floating_point():
+            grad = node.get("requires_grad") is True and (tensor.is_floating_point() or tensor.is_complex())
+            tensor = torch.nn.Parameter(tensor, requires_grad=grad)
+        elif node.get("requires_grad") is True and (tensor.is_floating_point() or tensor.is_complex()):
             tensor.requires_grad_(True)
         return tensor
     if t == "ref":

@@ -84,15 +84,24 @@ def mutated_source(lab: str, m: Mutant) -> str:
     return text
 
 
-def namespace(lab: str, mutant: Mutant | None = None) -> dict:
-    """The set-up cells and every solution cell (``mutant``'s in place of its original) run in a fresh dict."""
+@cache
+def _setup_namespace(lab: str) -> dict:
+    """The lab's set-up cells run once (some build datasets for seconds); each mutant starts from a copy."""
     from IPython.core.inputtransformer2 import TransformerManager
 
-    _, setup, solutions, _ = lab_cells(lab)
+    _, setup, _, _ = lab_cells(lab)
     ns: dict = {"__name__": "__main__"}
     with contextlib.redirect_stdout(io.StringIO()):
         for i, src in enumerate(setup):
             exec(compile(TransformerManager().transform_cell(src), f"<{lab} set-up {i}>", "exec"), ns)
+    return ns
+
+
+def namespace(lab: str, mutant: Mutant | None = None) -> dict:
+    """The set-up cells and every solution cell (``mutant``'s in place of its original) in a fresh dict."""
+    _, _, solutions, _ = lab_cells(lab)
+    ns = dict(_setup_namespace(lab))
+    with contextlib.redirect_stdout(io.StringIO()):
         for gid, src in solutions.items():
             if mutant is not None and gid == mutant.exercise:
                 src = mutated_source(lab, mutant)
