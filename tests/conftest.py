@@ -9,7 +9,7 @@ Layout (one test module per module of the code it tests):
 * ``tests/browser/``                the built site and JupyterLab in a real browser (Playwright + Chromium)
 
 Tests run with ``--import-mode=importlib`` (basenames may repeat across folders); this folder is on
-``sys.path`` so that helper modules such as ``checkhelpers`` import by name.
+``sys.path`` so that helper modules import by name.
 """
 import os
 import subprocess
