@@ -10,8 +10,21 @@ The core's names are importable from here too (``from labsupport.checks import c
 notebooks released before the core moved still do.
 """
 from labsupport.checks.core import (  # noqa: F401
-    CheckFailed, Mistake, build, call, call_with, candidates, compare, describe_value, error_hints, expect,
-    expect_number, method, passed, probe, to_numpy,
+    CheckFailed,
+    Mistake,
+    build,
+    call,
+    call_with,
+    candidates,
+    compare,
+    describe_value,
+    error_hints,
+    expect,
+    expect_number,
+    method,
+    passed,
+    probe,
+    to_numpy,
 )
 from labsupport.device import torch_threads as _torch_threads
 
