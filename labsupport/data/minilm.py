@@ -35,6 +35,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from labsupport.models.bert import BERT_ENCODER_RULES
+
 __all__ = ["DISTRIBUTION", "VERSION", "SHA256", "PIP_COMMAND", "ModelNotInstalled", "ChecksumError", "model_dir",
            "files", "verify", "config", "load_state_dict", "load_bert", "load_tokenizer", "bert_name",
            "sentence_embeddings", "embed", "attention_share", "previous_token", "to_tokens", "same_token"]
@@ -178,23 +180,9 @@ def load_tokenizer():
 # ----------------------------------------------------------------------------------------------------------------
 # Names
 # ----------------------------------------------------------------------------------------------------------------
-_L = r"encoder\.layer\.(\d+)\."
-#: Hugging Face BertModel name -> ours (``\1`` the layer); the same table as BERT.from_hf's, without the heads
-NAME_RULES = [
-    (r"embeddings\.word_embeddings\.(weight)", r"embeddings.token.\1"),
-    (r"embeddings\.position_embeddings\.(weight)", r"embeddings.position.\1"),
-    (r"embeddings\.token_type_embeddings\.(weight)", r"embeddings.segment.\1"),
-    (r"embeddings\.LayerNorm\.(weight|bias)", r"embeddings.norm.\1"),
-    (_L + r"attention\.self\.query\.(weight|bias)", r"encoder.layers.\1.self_attn.q_proj.\2"),
-    (_L + r"attention\.self\.key\.(weight|bias)", r"encoder.layers.\1.self_attn.k_proj.\2"),
-    (_L + r"attention\.self\.value\.(weight|bias)", r"encoder.layers.\1.self_attn.v_proj.\2"),
-    (_L + r"attention\.output\.dense\.(weight|bias)", r"encoder.layers.\1.self_attn.out_proj.\2"),
-    (_L + r"attention\.output\.LayerNorm\.(weight|bias)", r"encoder.layers.\1.norm1.\2"),
-    (_L + r"intermediate\.dense\.(weight|bias)", r"encoder.layers.\1.ff.linear1.\2"),
-    (_L + r"output\.dense\.(weight|bias)", r"encoder.layers.\1.ff.linear2.\2"),
-    (_L + r"output\.LayerNorm\.(weight|bias)", r"encoder.layers.\1.norm2.\2"),
-    (r"pooler\.dense\.(weight|bias)", r"head.pooler.\1"),
-]
+#: Hugging Face BertModel name -> ours (``\1`` the layer): BERT.from_hf's table (labsupport.models.bert), without
+#: the heads
+NAME_RULES = BERT_ENCODER_RULES
 #: buffers of the checkpoint that are not weights (the position ids 0..511)
 SKIP = (r"embeddings\.position_ids", r"embeddings\.token_type_ids")
 

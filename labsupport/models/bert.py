@@ -303,10 +303,12 @@ def bert_config_from_hf(hf: dict, num_classes: int | None = None, **overrides) -
 
 
 _L = r"(?:bert\.)?encoder\.layer\.(\d+)\."
-_BERT_RULES = [
-    (r"(?:bert\.)?embeddings\.word_embeddings\.weight", "embeddings.token.weight"),
-    (r"(?:bert\.)?embeddings\.position_embeddings\.weight", "embeddings.position.weight"),
-    (r"(?:bert\.)?embeddings\.token_type_embeddings\.weight", "embeddings.segment.weight"),
+#: Hugging Face's BertModel names -> ours (embeddings, encoder layers, pooler): the map Lab 9 asks the student to
+#: write (its reference, :func:`labsupport.data.minilm.bert_name`, uses this table)
+BERT_ENCODER_RULES = [
+    (r"(?:bert\.)?embeddings\.word_embeddings\.(weight)", r"embeddings.token.\1"),
+    (r"(?:bert\.)?embeddings\.position_embeddings\.(weight)", r"embeddings.position.\1"),
+    (r"(?:bert\.)?embeddings\.token_type_embeddings\.(weight)", r"embeddings.segment.\1"),
     (r"(?:bert\.)?embeddings\.LayerNorm\.(weight|bias)", r"embeddings.norm.\1"),
     (_L + r"attention\.self\.query\.(weight|bias)", r"encoder.layers.\1.self_attn.q_proj.\2"),
     (_L + r"attention\.self\.key\.(weight|bias)", r"encoder.layers.\1.self_attn.k_proj.\2"),
@@ -317,6 +319,9 @@ _BERT_RULES = [
     (_L + r"output\.dense\.(weight|bias)", r"encoder.layers.\1.ff.linear2.\2"),
     (_L + r"output\.LayerNorm\.(weight|bias)", r"encoder.layers.\1.norm2.\2"),
     (r"(?:bert\.)?pooler\.dense\.(weight|bias)", r"head.pooler.\1"),
+]
+#: ... and the heads, for BertForMaskedLM, BertForPreTraining and BertForSequenceClassification checkpoints
+_BERT_RULES = BERT_ENCODER_RULES + [
     (r"classifier\.(weight|bias)", r"head.classifier.\1"),                 # BertForSequenceClassification
     (r"cls\.seq_relationship\.(weight|bias)", r"head.classifier.\1"),     # BertForPreTraining's next-sentence head
     (r"cls\.predictions\.transform\.dense\.(weight|bias)", r"mlm_head.dense.\1"),
