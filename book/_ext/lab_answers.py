@@ -10,6 +10,8 @@ The book changes only the text it reads (``source-read``), never the files:
   instead, as the code solutions of the labs are collapsed too.
 * **Code solutions without markers.** In a code cell the two marker lines are dropped, so the collapsed
   solution shows only the code.
+* **Stubs shown.** In the student version (``make site`` reads ``student/``) a solution cell holds the stub
+  ("YOUR CODE HERE"): it is the exercise, so it is shown rather than collapsed behind a "Solution" toggle.
 * **The Colab set-up cell collapsed** (tag ``colab``, book/_ext/colab_cell.py): it is for a fresh Python, not for
   a reader of the book, so it gets ``hide-input`` and a toggle labelled "Colab set-up".
 
@@ -28,6 +30,7 @@ DROPDOWN = ":::{{admonition}} Model answer (for instructors)\n:class: dropdown\n
 COLAB_TAG = "colab"
 COLAB_PROMPTS = {"code_prompt_show": "Colab set-up", "code_prompt_hide": "Hide the Colab set-up"}
 LAB_PAGE = re.compile(r"^notebooks/lab(\d+)_")
+STUB = "YOUR CODE HERE"  # what the student release puts in place of a code solution
 
 
 def collapse_model_answers(text: str) -> str:
@@ -50,6 +53,11 @@ def book_cell(cell: dict) -> bool:
     elif cell.get("cell_type") == "code":
         new = drop_solution_markers(text)
         tags = metadata.setdefault("tags", [])
+        if metadata.get("nbgrader", {}).get("solution") and STUB in text and "hide-input" in tags:
+            tags.remove("hide-input")  # the student version's stub (make site): the exercise itself, shown
+            metadata.get("mystnb", {}).pop("code_prompt_show", None)
+            metadata.get("mystnb", {}).pop("code_prompt_hide", None)
+            changed = True
         if COLAB_TAG in tags and "hide-input" not in tags:
             tags.append("hide-input")
             metadata.setdefault("mystnb", {}).update(COLAB_PROMPTS)
