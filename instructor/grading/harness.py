@@ -101,7 +101,7 @@ def _summary(error: dict | None) -> str:
     return f"{str(error.get('type', 'Error'))[:100]}: {str(error.get('message', ''))[:300]}"
 
 
-def grade_pass(nb, lab: str, tests: dict[str, hidden.HiddenTest], limits: Limits, lock_dir: Path,
+def grade_pass(nb, lab: str, tests: dict[str, hidden.HiddenTest], limits: Limits,
                sandboxed: bool, threads: int, deadline: float, tripwires: list[str] = ()) -> Pass:
     """Run the notebook and its hidden tests, in as many sandboxes as needed (see the module docstring)."""
     cells = code_cells(nb)
@@ -125,7 +125,7 @@ def grade_pass(nb, lab: str, tests: dict[str, hidden.HiddenTest], limits: Limits
             for gid in todo:
                 outcomes[gid] = Outcome(False, f"Not graded: {why}.", stopped=f"{gid}: not run ({why})")
             break
-        proc = sandbox.start(lock_dir, limits, threads, sandboxed=sandboxed,
+        proc = sandbox.start(limits, threads, sandboxed=sandboxed,
                              cpu_seconds=max(60, int(deadline - time.monotonic()) * 2))
         sandboxes += 1
         remote = Remote(proc)
@@ -175,7 +175,7 @@ def grade_pass(nb, lab: str, tests: dict[str, hidden.HiddenTest], limits: Limits
     return Pass(outcomes, out_cells, notes, list(dict.fromkeys(stops)), sandboxes)
 
 
-def grade_submission(nb, released, lab: str, limits: Limits, lock_dir: Path, sandboxed: bool = True,
+def grade_submission(nb, released, lab: str, limits: Limits, sandboxed: bool = True,
                      threads: int = 1, hidden_dir: Path | None = None) -> dict:
     """Everything the harness decides about one repaired notebook, as plain data (see the module docstring)."""
     started = time.monotonic()
@@ -183,12 +183,12 @@ def grade_submission(nb, released, lab: str, limits: Limits, lock_dir: Path, san
     tests = hidden.load(lab, hidden_dir or hidden.settings.HIDDEN)
     twins = sorted({t for test in tests.values() for t in test.twins})
     verdict = scan.scan(nb, released, twins)
-    first = grade_pass(nb, lab, tests, limits, lock_dir, sandboxed, threads, deadline)
+    first = grade_pass(nb, lab, tests, limits, sandboxed, threads, deadline)
     flags = [f"the sandbox had to stop it: {s}" for s in first.stops]
     flags += [f"the notebook {reason}" for reason in verdict.suspicious]
     tripwire = None
     if verdict.reaches and twins and any(o.passed for o in first.tests.values()):
-        tripwire = grade_pass(nb, lab, tests, limits, lock_dir, sandboxed, threads, deadline, twins)
+        tripwire = grade_pass(nb, lab, tests, limits, sandboxed, threads, deadline, twins)
         for gid, o in first.tests.items():
             if o.passed and not tripwire.tests[gid].passed:
                 used = [t.split(":")[1] for t in tests[gid].twins] or twins
@@ -216,7 +216,7 @@ def grade_file(ws_root: str, student: str, lab: str, limits: Limits, sandboxed: 
     nb = nbformat.read(root / "sanitized" / student / lab / f"{lab}.ipynb", as_version=4)
     released = nbformat.read(root / "release" / lab / f"{lab}.ipynb", as_version=4)
     try:
-        results = grade_submission(nb, released, lab, limits, root / "locks", sandboxed, threads, Path(hidden_dir))
+        results = grade_submission(nb, released, lab, limits, sandboxed, threads, Path(hidden_dir))
     except sandbox.SandboxUnavailable:
         raise
     except SystemExit as err:

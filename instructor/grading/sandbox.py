@@ -61,10 +61,15 @@ def unavailable_reason() -> str | None:
 # ------------------------------------------------------------------------------------------------------------
 # one uid per running sandbox
 # ------------------------------------------------------------------------------------------------------------
-class UidLease:
-    """An exclusive uid for one sandbox, held with a lock file while the sandbox lives."""
+#: One folder of uid locks for the whole machine: every grading run (any workspace, any test) draws from it, so
+#: two sandboxes never share a uid (the end of one would kill the other's processes).
+UID_LOCKS = Path("/run/lock/instructor-grader") if Path("/run/lock").is_dir() else Path("/tmp/instructor-grader")
 
-    def __init__(self, lock_dir: Path):
+
+class UidLease:
+    """An exclusive uid for one sandbox, held with a lock file (in :data:`UID_LOCKS`) while the sandbox lives."""
+
+    def __init__(self, lock_dir: Path = UID_LOCKS):
         lock_dir.mkdir(parents=True, exist_ok=True)
         for n in range(UID_COUNT):
             fh = open(lock_dir / f"uid-{UID_BASE + n}.lock", "w")
@@ -317,7 +322,7 @@ class Process:
         self._cleanup()
 
 
-def start(lock_dir: Path, limits: Limits, threads: int, sandboxed: bool = True, cpu_seconds: int = 3600) -> Process:
+def start(limits: Limits, threads: int, sandboxed: bool = True, cpu_seconds: int = 3600) -> Process:
     """Start a worker (in a sandbox unless ``sandboxed=False``); returns its :class:`Process`."""
     to_r, to_w = os.pipe()
     from_r, from_w = os.pipe()
@@ -328,7 +333,7 @@ def start(lock_dir: Path, limits: Limits, threads: int, sandboxed: bool = True, 
             reason = unavailable_reason()
             if reason:
                 raise SandboxUnavailable(reason)
-            lease = UidLease(lock_dir)
+            lease = UidLease()
             cleanups.append(lease.release)
             uid = lease.uid
             etc = tempfile.mkdtemp(prefix="grader-etc-")

@@ -112,7 +112,7 @@ def test_grades_csv_of_the_made_up_submissions(graded):
         "frank": ["0", "2", "3", "4", "0", "9", "12", "graded"],
         "gina": ["0", "0", "0", "0", "0", "0", "12", "invalid"],
         "harry": ["0", "0", "0", "0", "0", "0", "12", "missing"],
-        "ivan": ["1", "2", "3", "4", "0", "10", "12", "graded"],
+        "ivan": ["1", "2", "3", "4", "0", "10", "12", "graded, review"],  # reaches for ~: flagged
         "zoe": ["0", "0", "0", "0", "0", "0", "12", "missing"],
     }
     assert rows["alice"]["notes"] == "" and rows["bob"]["notes"] == ""

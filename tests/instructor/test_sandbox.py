@@ -67,7 +67,7 @@ def test_what_the_sandbox_sees_and_may_do(tmp_path):
     listener.listen(1)
     code = (PROBE.replace("{HOME}", str(Path.home())).replace("{REPO}", str(Path(__file__).resolve().parents[2]))
             .replace("{VENV}", sys.prefix).replace("{PORT}", str(listener.getsockname()[1])))
-    proc = sandbox.start(tmp_path / "locks", Limits(memory_mb=1024), threads=1)
+    proc = sandbox.start(Limits(memory_mb=1024), threads=1)
     remote = Remote(proc)
     remote.deadline = time.monotonic() + 60
     try:
