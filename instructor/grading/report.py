@@ -195,7 +195,10 @@ def feedback_html(ws: Workspace, r: Result) -> str:
         shown = by_id.get(solution_before.get(gid) if not manual else gid)
         if shown is not None:
             what = "your answer" if manual else "your code"
-            body.append(f"<details><summary>{what}</summary>{_pre(shown.source)}</details>")
+            text = shown.source
+            if shown.cell_type != "code":   # as Markdown shows it: make_inert's (or the student's) &lt; reads as <
+                text = text.replace("&lt;", "<")
+            body.append(f"<details><summary>{what}</summary>{_pre(text)}</details>")
         details.append("".join(body))
     if rows:
         parts.append("<table><tr><th>graded cell</th><th>points</th><th>result</th></tr>" + "".join(rows)

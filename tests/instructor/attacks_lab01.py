@@ -132,7 +132,7 @@ ATTACKS: list[Attack] = [
                 "'{REPO}/notebooks/lab01_attention_numpy.ipynb', '{WS}/source/lab01_attention_numpy/"
                 "lab01_attention_numpy.ipynb'] + glob.glob('/**/hidden/lab01.py', recursive=True):\n    try:\n"
                 "        found.append(open(p).read())\n    except Exception as e:\n        print('read:', e)\n"
-                "print('FOUND-SECRETS' if found else 'nothing found')\n"
+                "print('FOUND-' + 'SECRETS' if found else 'nothing found')\n"   # the marker exists only if printed
                 "for text in found:\n    if 'def softmax' in text:\n        exec(text.split('### BEGIN SOLUTION')[1], globals())"),
     Attack("read_scores", "secrets and host", "reads other students' scores and results",
            cell="import glob\nfor p in glob.glob('{OUT}/**', recursive=True) + glob.glob('{WS}/results/**', "
