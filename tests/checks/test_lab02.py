@@ -1,5 +1,6 @@
-"""Lab 2's self-checks: the reference twins pass on any seed, an unfinished exercise is named as such, the structural
-mistakes of the module get their own messages. (The mistakes of the table and the mutants are in test_mutants.py.)"""
+"""Lab 2's references (TWINS; test_every_lab.py runs every check with them) and its particular cases: other
+right answers pass, the structural mistakes of the module get their own messages. (The mistakes of the table and
+the mutants are in test_mutants.py.)"""
 import pytest
 import torch
 from torch import nn
@@ -28,22 +29,10 @@ TWINS = {"split_heads": split_heads, "merge_heads": merge_heads, "causal_mask": 
 
 
 @pytest.mark.parametrize("seed", [0, 1, 12345])
-def test_the_references_pass_every_check(seed, capsys):
-    for name, check in L.CHECKS.items():
-        check(TWINS[name], seed=seed)
+def test_other_right_answers_pass(seed, capsys):
     L.check_merge_heads(merge_heads, split_heads, seed=seed)
     L.check_to_torch_attn_mask(L.reference_torch_attn_mask, seed=seed)
-    assert capsys.readouterr().out.count("✓") == len(L.CHECKS) + 2
-
-
-@pytest.mark.parametrize("name", list(L.CHECKS))
-def test_not_implemented_is_explained(name):
-    def stub(*args, **kwargs):
-        raise NotImplementedError()
-
-    with pytest.raises(CheckFailed, match="is not implemented yet") as info:
-        L.CHECKS[name](stub)
-    assert "Traceback" not in info.value.message
+    assert capsys.readouterr().out.count("✓") == 2
 
 
 def test_a_module_whose_forward_is_not_implemented_is_explained():
@@ -116,9 +105,3 @@ def test_reference_torch_attn_mask_works_with_torch():
         want = ours(x, mask=mask)[0]
         got = mha(x, x, x, attn_mask=L.reference_torch_attn_mask(mask, B, H, Lq, Lq))[0]
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
-
-
-def test_every_documented_mistake_has_a_check():
-    assert set(L.MISTAKES) == set(L.CHECKS)
-    assert all(m.message and callable(m.fn) for ms in L.MISTAKES.values() for m in ms)
-    assert sum(len(ms) for ms in L.MISTAKES.values()) >= 30

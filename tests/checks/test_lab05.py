@@ -1,5 +1,6 @@
-"""Lab 5's self-checks: the library's references pass on any seed, an unfinished exercise is named as such, and
-the messages the mistake table cannot carry are specific. (The mistakes and the mutants are in test_mutants.py.)"""
+"""Lab 5's references (TWINS; test_every_lab.py runs every check with them) and its particular cases: other
+right answers pass, the messages the mistake table cannot carry are specific. (The mistakes and the mutants are in
+test_mutants.py.)"""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -38,28 +39,16 @@ TWINS = {"shift_target": lambda t: (t[:, :-1], t[:, 1:]), "make_src_mask": key_p
 
 
 @pytest.mark.parametrize("seed", [0, 1, 12345])
-def test_the_references_pass_every_check(seed, capsys):
-    for name, check in L.CHECKS.items():
-        check(TWINS[name], seed=seed)
+def test_other_right_answers_pass(seed, capsys):
     L.check_greedy_decode(greedy_without_early_stop, seed=seed)
     L.check_label_smoothed_loss(lambda lg, t, e, p: F.cross_entropy(lg.reshape(-1, lg.shape[-1]), t.reshape(-1),
                                                                     ignore_index=p, label_smoothing=e), seed=seed)
-    assert capsys.readouterr().out.count("✓") == len(L.CHECKS) + 2
+    assert capsys.readouterr().out.count("✓") == 2
 
 
 def test_the_notebook_pass_line_of_noam_lr(capsys):
     L.check_noam_lr(warmup_inverse_sqrt)
     assert "peak 0.01976 at step 40" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("name", list(L.CHECKS))
-def test_not_implemented_is_explained(name):
-    def stub(*args, **kwargs):
-        raise NotImplementedError()
-
-    with pytest.raises(CheckFailed, match="is not implemented yet") as info:
-        L.CHECKS[name](stub)
-    assert "Traceback" not in info.value.message
 
 
 @pytest.mark.parametrize("check, fn, fragment", [
@@ -83,9 +72,3 @@ def test_tiny_model_repeats_and_leaves_the_random_state_alone():
     m1, m2 = L.tiny_model(4), L.tiny_model(4)
     assert torch.equal(torch.rand(1), a)
     assert all(torch.equal(p, q) for p, q in zip(m1.state_dict().values(), m2.state_dict().values()))
-
-
-def test_every_documented_mistake_has_a_check():
-    assert set(L.MISTAKES) == set(L.CHECKS)
-    assert all(m.message and callable(m.fn) for ms in L.MISTAKES.values() for m in ms)
-    assert all(len(ms) >= 6 for ms in L.MISTAKES.values())
