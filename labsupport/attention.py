@@ -202,7 +202,17 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2).reshape(B, L, H * dh)
 
     def project(self, query, key, value) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys and values split into heads, each ``(B, H, L, D/H)``."""
+        """Queries, keys and values split into heads, each ``(B, H, L, D/H)``.
+
+        In self-attention (one tensor for all three) the three projections run as one matrix multiply with the
+        weights stacked, as nanoGPT's ``c_attn``: the same numbers, and a training step a few percent faster.
+        """
+        if query is key and key is value:
+            weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+            bias = None if self.q_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias,
+                                                                    self.v_proj.bias])
+            q, k, v = F.linear(query, weight, bias).split(self.d_model, dim=-1)
+            return self.split_heads(q), self.split_heads(k), self.split_heads(v)
         return (self.split_heads(self.q_proj(query)), self.split_heads(self.k_proj(key)),
                 self.split_heads(self.v_proj(value)))
 

@@ -224,3 +224,23 @@ def test_record_attention_gives_maps_on_request_only():
     torch.testing.assert_close(maps["b"][..., 0, 1:], torch.zeros(2, 4, 4))  # causal
     torch.testing.assert_close(out, model["a"](x, need_weights=False)[0])
     assert model["a"].recorder is None and model["b"].recorder is None
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_self_attention_fused_projection_equals_the_three_projections(bias):
+    """One tensor for query, key and value takes the stacked-weights path; copies take q_proj, k_proj, v_proj."""
+    torch.manual_seed(0)
+    mha = A.MultiHeadAttention(32, 4, bias=bias)
+    x = torch.randn(3, 7, 32, requires_grad=True)
+    fused, _ = mha(x, x, x, is_causal=True, need_weights=False)
+    fused.square().sum().backward()
+    g_fused = [p.grad.clone() for p in mha.parameters()]
+    x_grad = x.grad.clone()
+    mha.zero_grad()
+    x.grad = None
+    separate, _ = mha(x, x.view_as(x), x.view_as(x), is_causal=True, need_weights=False)
+    separate.square().sum().backward()
+    torch.testing.assert_close(fused, separate, rtol=0, atol=1e-6)
+    torch.testing.assert_close(x.grad, x_grad, rtol=1e-5, atol=1e-6)
+    for a, p in zip(g_fused, mha.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-5, atol=1e-6)
