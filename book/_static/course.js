@@ -10,7 +10,8 @@
  *    one, where the themes' own handlers (dialog on a narrow screen, collapse on a wide one) do the work.
  *    tests/browser checks both widths, so an upgrade that fixes it upstream shows up as a double toggle.
  * 2. Names that match what is shown (axe: label-content-name-mismatch): the search buttons' visible text is
- *    "Search Ctrl+K" under aria-label "Search"; the colour-mode button's icons carry titles of their own.
+ *    "Search Ctrl+K" under aria-label "Search"; the colour-mode button's icons carry titles of their own
+ *    (hidden, also after Font Awesome turns them into SVGs).
  */
 (function () {
   "use strict";
@@ -33,9 +34,21 @@
     document.querySelectorAll(".search-button-field[aria-label]").forEach(function (button) {
       if (button.textContent.trim()) button.removeAttribute("aria-label");
     });
-    document.querySelectorAll(".theme-switch-button .theme-switch").forEach(function (icon) {
+    // Font Awesome's deferred script replaces each <i> icon by an <svg> (with a <title> when the <i> had one)
+    // at a moment of its own: hide the icons now and again whenever the button's content changes.
+    document.querySelectorAll(".theme-switch-button").forEach(function (button) {
+      hideIcons(button);
+      new MutationObserver(function () { hideIcons(button); }).observe(button, {childList: true, subtree: true});
+    });
+  }
+
+  function hideIcons(button) {
+    button.querySelectorAll(".theme-switch, svg").forEach(function (icon) {
       icon.removeAttribute("title");
+      icon.removeAttribute("aria-labelledby");
+      icon.removeAttribute("role");
       icon.setAttribute("aria-hidden", "true");
+      icon.querySelectorAll("title").forEach(function (title) { title.remove(); });
     });
   }
 
