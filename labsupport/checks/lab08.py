@@ -523,7 +523,7 @@ def check_vit_forward(vit_forward, *, seed: int = 0) -> None:
         compare(f"the gradient of the logits' sum with respect to model.{name}", got_grad, p.grad, atol=1e-4,
                 rtol=1e-4)
     twin.zero_grad(set_to_none=True)
-    passed("vit_forward", "same logits as labsupport's ViT, in eval and training mode, and the same gradients")
+    passed("vit_forward", "logits and gradients equal labsupport's ViT")
 
 
 # ------------------------------------------------------------------------------------------------------------
